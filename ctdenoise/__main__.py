@@ -1,0 +1,7 @@
+"""``python -m ctdenoise`` runs the command line."""
+
+import sys
+
+from ctdenoise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,261 @@
+"""Batch denoising of many series: discovery, resume, atomic per-series output, and a report.
+
+Guarantees (see README, "Reliability"):
+
+* one bad series never stops the batch: its error is recorded in ``report.json`` and the run goes on;
+* each series is written into a private temporary folder inside OUTDIR and published with one
+  ``rename``; a run killed at any point leaves either the complete series folder or nothing visible;
+* a re-run skips series whose folder is already published (resume) unless ``overwrite`` is set;
+* two runs on the same OUTDIR cannot interleave: the second is refused while the first holds the lock;
+* ``report.json`` is rewritten atomically after every series and never contains patient data
+  (series are named by their input-relative key, errors by file path and problem).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ctdenoise import __version__
+from ctdenoise.errors import CTDenoiseError, OutputError
+from ctdenoise.inference import InferenceSettings, denoise_volume
+from ctdenoise.io import SeriesRef, find_series, read_volume, write_volume
+
+REPORT_FILE = "report.json"
+LOCK_FILE = ".ctdenoise.lock"
+TMP_PREFIX = ".partial-"
+
+
+@dataclass
+class SeriesResult:
+    """Outcome of one series: ``status`` is "done", "skipped" (already done), "failed" or "planned"."""
+
+    key: str
+    input: str
+    status: str
+    slices: int | None = None
+    seconds: float | None = None
+    output: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class BatchReport:
+    """Everything ``report.json`` holds; ``failed`` tells whether any series failed."""
+
+    model: str
+    output_format: str
+    version: str = __version__
+    series: list[SeriesResult] = field(default_factory=list)
+    discovery_problems: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(s.status == "failed" for s in self.series)
+
+    def to_json(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self.series:
+            counts[s.status] = counts.get(s.status, 0) + 1
+        payload = {
+            "ctdenoise_version": self.version,
+            "model": self.model,
+            "output_format": self.output_format,
+            "counts": counts,
+            "series": [asdict(s) for s in self.series],
+            "discovery_problems": self.discovery_problems,
+        }
+        return json.dumps(payload, indent=2)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One series to process and the folder (relative to OUTDIR) it is published as."""
+
+    ref: SeriesRef
+    input_root: Path
+    key: str
+
+
+def plan_jobs(inputs: Sequence[Path]) -> tuple[list[BatchJob], list[str]]:
+    """Discover every series under ``inputs``; return jobs with unique output keys and discovery problems.
+
+    With several inputs, each input's keys are prefixed by the input's own name so the output tree
+    mirrors the inputs side by side.
+    """
+    jobs: list[BatchJob] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for root in inputs:
+        root = Path(root)
+        for ref in find_series(root):
+            key = f"{root.name}/{ref.key}" if len(inputs) > 1 else ref.key
+            while key in seen:
+                key = f"{key}-{len(seen)}"
+            seen.add(key)
+            jobs.append(BatchJob(ref=ref, input_root=root, key=key))
+            problems.extend(str(p) for p in getattr(ref, "problems", []) or [])
+    return jobs, problems
+
+
+@contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` or raise :class:`OutputError` if another run holds it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(out_dir, "another ctdenoise run is writing to this folder; wait for it or use another -o") from None
+        yield
+    finally:
+        handle.close()
+
+
+def remove_stale_partials(out_dir: Path) -> None:
+    """Delete temporary folders left by a run that was killed (only called while holding the lock)."""
+    for leftover in out_dir.glob(f"**/{TMP_PREFIX}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``, fsynced."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def publish_dir(tmp_dir: Path, final_dir: Path, overwrite: bool) -> None:
+    """Move a finished ``tmp_dir`` to ``final_dir`` with a rename; an old one is replaced only with ``overwrite``."""
+    if final_dir.exists():
+        if not overwrite:
+            raise OutputError(final_dir, "already exists (use --overwrite to replace it)")
+        trash = final_dir.with_name(f"{TMP_PREFIX}old-{uuid.uuid4().hex}")
+        os.replace(final_dir, trash)
+        os.replace(tmp_dir, final_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp_dir, final_dir)
+
+
+def check_output_outside_inputs(out_dir: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an OUTDIR that is an input or lies inside one (outputs would be read back as inputs)."""
+    out = out_dir.resolve()
+    for root in inputs:
+        src = Path(root).resolve()
+        if out == src or src in out.parents:
+            raise OutputError(out_dir, f"the output folder lies inside the input {root}; choose an OUTDIR outside the inputs")
+
+
+def denoise_one(
+    job: BatchJob,
+    out_dir: Path,
+    model: torch.nn.Module,
+    model_label: str,
+    settings: InferenceSettings,
+    output_format: str,
+    overwrite: bool,
+    progress: Callable[[int], None] | None,
+) -> SeriesResult:
+    """Read, denoise and publish one series; return its result (errors are caught by the caller)."""
+    started = time.perf_counter()
+    final_dir = out_dir / job.key
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = final_dir.with_name(f"{TMP_PREFIX}{final_dir.name}.{uuid.uuid4().hex}")
+    tmp_dir.mkdir()
+    try:
+        volume = read_volume(job.ref)
+        denoised = denoise_volume(model, volume, settings, progress)
+        write_volume(
+            volume,
+            denoised.hu,
+            tmp_dir,
+            format=output_format,
+            series_description_suffix=f"denoised {model_label}",
+            derivation_description=f"ctdenoise {__version__} CLIPDenoising model {model_label}",
+        )
+        publish_dir(tmp_dir, final_dir, overwrite)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return SeriesResult(
+        key=job.key,
+        input=str(job.ref.paths[0].parent if len(job.ref.paths) > 1 else job.ref.paths[0]),
+        status="done",
+        slices=int(volume.hu.shape[0]),
+        seconds=round(time.perf_counter() - started, 3),
+        output=str(final_dir.relative_to(out_dir)),
+    )
+
+
+def run_batch(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    load_model: Callable[[], tuple[torch.nn.Module, str]],
+    *,
+    settings: InferenceSettings = InferenceSettings(),
+    output_format: str = "same",
+    overwrite: bool = False,
+    dry_run: bool = False,
+    on_series_done: Callable[[SeriesResult], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BatchReport:
+    """Denoise every series under ``inputs`` into ``out_dir`` and write ``out_dir/report.json``.
+
+    ``load_model`` returns (model, label); it is called once, and only if some series needs work.
+    ``dry_run`` lists what would be done (status "planned"/"skipped") without loading the model or writing.
+    Errors of one series (:class:`CTDenoiseError`, or an unexpected exception, recorded by type and
+    message) are reported and the batch continues.
+    """
+    out_dir = Path(out_dir)
+    inputs = [Path(p) for p in inputs]
+    check_output_outside_inputs(out_dir, inputs)
+    jobs, problems = plan_jobs(inputs)
+    if dry_run:
+        report = BatchReport(model="(not loaded: dry run)", output_format=output_format, discovery_problems=problems)
+        for job in jobs:
+            done = (out_dir / job.key).exists() and not overwrite
+            report.series.append(SeriesResult(job.key, str(job.ref.paths[0]), "skipped" if done else "planned"))
+        return report
+
+    with output_lock(out_dir):
+        remove_stale_partials(out_dir)
+        model: torch.nn.Module | None = None
+        label = ""
+        report = BatchReport(model="", output_format=output_format, discovery_problems=problems)
+        for job in jobs:
+            if (out_dir / job.key).exists() and not overwrite:
+                result = SeriesResult(job.key, str(job.ref.paths[0]), "skipped", output=job.key)
+            else:
+                if model is None:
+                    model, label = load_model()
+                    report.model = label
+                try:
+                    result = denoise_one(job, out_dir, model, label, settings, output_format, overwrite, progress)
+                except CTDenoiseError as error:
+                    result = SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error))
+                except Exception as error:  # noqa: BLE001 - one bad series must not stop the batch
+                    result = SeriesResult(
+                        job.key, str(job.ref.paths[0]), "failed", error=f"unexpected {type(error).__name__}: {error}"
+                    )
+            report.series.append(result)
+            write_text_atomic(out_dir / REPORT_FILE, report.to_json())
+            if on_series_done is not None:
+                on_series_done(result)
+        write_text_atomic(out_dir / REPORT_FILE, report.to_json())
+    return report

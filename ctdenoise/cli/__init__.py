@@ -1,0 +1,51 @@
+"""The ``ctdenoise`` command line: one entry point, one module per subcommand.
+
+Each subcommand module provides ``add_parser(subparsers)`` (which sets ``func``) and a ``run(args) -> int``.
+Exit codes: 0 success, 1 some inputs failed (the rest were written), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ctdenoise import __version__
+from ctdenoise.errors import CTDenoiseError
+
+#: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
+SUBCOMMANDS = ("denoise", "info")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="ctdenoise", description="Low-dose CT denoising with a frozen CLIP encoder (CLIPDenoising)."
+    )
+    parser.add_argument("--version", action="version", version=f"ctdenoise {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"ctdenoise.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except CTDenoiseError as error:
+        print(f"ctdenoise {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``ctdenoise denoise``: batch-denoise DICOM series and NIfTI/NRRD/MHA volumes into OUTDIR."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ctdenoise.batch import REPORT_FILE, SeriesResult, run_batch
+from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
+from ctdenoise.inference import DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
+from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, resolve_model_dir
+
+log = logging.getLogger("ctdenoise.denoise")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "denoise",
+        help="denoise DICOM series / NIfTI volumes",
+        description="Denoise every series found under INPUT (DICOM files, folders or trees of many series; "
+        "NIfTI/NRRD/MHA files). The output tree mirrors the input, one folder per series, and "
+        f"OUTDIR/{REPORT_FILE} lists every series with its status. Exit code 0: all succeeded; "
+        "1: some failed (the rest were written); 2: usage error.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
+    p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="shipped model name or checkpoint folder (default: %(default)s)")
+    p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N (default: auto)")
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help="auto = bf16 on GPU, fp32 on CPU")
+    p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: 2 on CPU, 16 on GPU)")
+    p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
+                   help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise")
+    p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be done; load and write nothing")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size)
+    if not args.dry_run:
+        resolve_model_dir(args.model)  # fail fast, before discovery, when the model does not exist
+
+    def load() -> tuple:
+        model = load_model(args.model)
+        return model, str(args.model)
+
+    bar = tqdm(unit="slice", desc="denoising", disable=None, file=sys.stderr)
+
+    def on_series_done(result: SeriesResult) -> None:
+        if result.status == "failed":
+            log.warning("%s: failed: %s", result.key, result.error)
+        else:
+            log.info("%s: %s (%s slices, %s s)", result.key, result.status, result.slices, result.seconds)
+
+    try:
+        report = run_batch(
+            args.inputs, args.output, load, settings=settings, output_format=args.output_format,
+            overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=on_series_done, progress=bar.update,
+        )
+    finally:
+        bar.close()
+    if args.dry_run:
+        print(report.to_json())
+    failed = [s for s in report.series if s.status == "failed"]
+    log.info("%d series, %d failed; report: %s", len(report.series), len(failed), args.output / REPORT_FILE)
+    return EXIT_PARTIAL if failed else EXIT_OK
