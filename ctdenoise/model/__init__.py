@@ -1,0 +1,1 @@
+"""The CLIPDenoising network, CLIP weight resolution and safe checkpoints."""
