@@ -1,0 +1,263 @@
+"""Safe checkpoints: a folder with ``model.safetensors`` (tensors) and ``config.json`` (everything else).
+
+Nothing is ever unpickled. ``config.json`` records the architecture, the CLIP encoder name and the
+canonical sha256 and origin of the CLIP weights the model was built on, the input normalisation, a
+training summary and the sha256 of ``model.safetensors`` (checked on load: a modified file is refused).
+A checkpoint either carries the frozen encoder (self-contained) or only references its weights by
+sha256; loading then needs the same CLIP weights and refuses any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+import ctdenoise
+from ctdenoise.errors import CheckpointError, ConfigError
+from ctdenoise.intensity import HU_MAX, HU_MIN
+from ctdenoise.model.config import ModelConfig
+from ctdenoise.model.denoiser import PAD_MULTIPLE, CLIPDenoiser, count_parameters
+from ctdenoise.model.weights import ResolvedWeights, encoder_weights_sha256, resolve_clip_weights
+
+TENSORS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_NAME = "ctdenoise-checkpoint"
+FORMAT_VERSION = 1
+NORMALISATION = f"(HU+{-HU_MIN:g})/{HU_MAX - HU_MIN:g} clip [{HU_MIN:g},{HU_MAX:g}]"
+_ENCODER_PREFIX = "encoder."
+_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar"}
+
+
+def save_checkpoint(
+    model: CLIPDenoiser,
+    directory: Path,
+    *,
+    training_summary: dict[str, Any] | None = None,
+    include_encoder: bool = True,
+    half: bool = False,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` and return the directory.
+
+    Each file is written to a temporary file and renamed into place, the config last, so a reader sees
+    either the old or the new checkpoint, never a half-written one. ``include_encoder=False`` stores only
+    the trainable part and references the CLIP weights by sha256 (refused for a trained or a
+    randomly initialised encoder, which no CLIP file can restore). ``half`` stores the trainable tensors
+    in float16 (lossy), and encoder tensors in float16 only where that is exact (OpenAI's convolution
+    weights are float16 already), so the recorded encoder hash stays verifiable.
+    """
+    directory = Path(directory)
+    if not include_encoder and (model.config.train_encoder or model.encoder_weights_sha256 is None):
+        why = "it was trained" if model.config.train_encoder else "it holds no CLIP weights (random initialisation)"
+        raise CheckpointError(f"{directory}: the encoder must be included in the checkpoint because {why}")
+    tensors = {
+        key: _stored_tensor(key, value, half)
+        for key, value in model.state_dict().items()
+        if include_encoder or not key.startswith(_ENCODER_PREFIX)
+    }
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "architecture": {"name": "CLIPDenoiser", "pad_multiple": PAD_MULTIPLE, **model.config.to_dict()},
+        "encoder": {
+            "name": model.config.encoder_name,
+            "weights_sha256": model.encoder_weights_sha256,
+            "weights_origin": model.encoder_weights_origin,
+            "included": include_encoder,
+            "trained": model.config.train_encoder,
+        },
+        "normalisation": NORMALISATION,
+        "parameters": count_parameters(model),
+        "training_summary": training_summary or {},
+        "tensors": {"file": TENSORS_FILE, "half": half},
+        "versions": {"ctdenoise": ctdenoise.__version__, "torch": torch.__version__},
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        json.dumps(config["training_summary"], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory}: training_summary is not JSON-serialisable: {exc}") from exc
+    tensors_path = directory / TENSORS_FILE
+    _write_atomically(tensors_path, lambda tmp: save_file(tensors, str(tmp)))
+    config["tensors"]["sha256"] = _file_sha256(tensors_path)
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    _write_atomically(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return directory
+
+
+def load_checkpoint(
+    directory: Path,
+    *,
+    encoder_weights: ResolvedWeights | str | Path | None = None,
+    map_location: str | torch.device = "cpu",
+) -> CLIPDenoiser:
+    """Rebuild a :class:`CLIPDenoiser` from a checkpoint folder (or its ``model.safetensors``), in eval mode.
+
+    Refuses pickle-based files, a missing or foreign config, and a ``model.safetensors`` whose sha256
+    differs from the one recorded (CheckpointError). If the checkpoint does not carry the encoder,
+    ``encoder_weights`` (resolved weights or a file) supplies it, else :func:`resolve_clip_weights`
+    looks in the cache / downloads; their sha256 must equal the recorded one.
+    """
+    directory = _checkpoint_directory(Path(directory))
+    config_path = directory / CONFIG_FILE
+    config = _read_config(config_path)
+    architecture = {k: v for k, v in config["architecture"].items() if k not in ("name", "pad_multiple")}
+    try:
+        model = CLIPDenoiser(ModelConfig.from_dict(architecture))
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.problem, source=config_path) from exc
+    tensors_path = directory / TENSORS_FILE
+    _verify_file_hash(tensors_path, config["tensors"].get("sha256"))
+    try:
+        tensors = load_file(str(tensors_path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{tensors_path}: unreadable safetensors file: {exc}") from exc
+    encoder = config["encoder"]
+    _load_tensors(model, tensors, include_encoder=bool(encoder["included"]), source=tensors_path)
+    recorded = encoder["weights_sha256"]
+    if encoder["included"]:
+        if recorded is not None and not encoder["trained"]:
+            carried = encoder_weights_sha256(_without_counters(model.encoder.state_dict()))
+            if carried != recorded:
+                raise CheckpointError(
+                    f"{tensors_path}: the carried encoder has sha256 {carried}, but {config_path} records "
+                    f"{recorded}; the checkpoint is inconsistent"
+                )
+    else:
+        weights = _encoder_weights(encoder_weights, model.config.encoder_name)
+        if weights.sha256 != recorded:
+            raise CheckpointError(
+                f"{directory}: this model was trained on CLIP {model.config.encoder_name} weights with sha256 "
+                f"{recorded} (origin: {encoder['weights_origin']}), but the supplied weights ({weights.origin}) "
+                f"have sha256 {weights.sha256}; refusing to combine them"
+            )
+        model.load_encoder_weights(weights)
+    model.encoder_weights_sha256 = recorded
+    model.encoder_weights_origin = encoder["weights_origin"]
+    return model.to(map_location).eval()
+
+
+def _stored_tensor(key: str, value: Tensor, half: bool) -> Tensor:
+    """The tensor as saved: float16 when ``half`` (encoder tensors only where exact), else as is."""
+    value = value.detach().cpu().contiguous()
+    if not half or not value.is_floating_point():
+        return value
+    as_half = value.half()
+    if key.startswith(_ENCODER_PREFIX) and not torch.equal(as_half.to(value.dtype), value):
+        return value
+    return as_half
+
+
+def _without_counters(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+
+
+def _checkpoint_directory(path: Path) -> Path:
+    """The checkpoint folder for ``path``; pickle-based files are refused before anything reads them."""
+    if path.is_dir():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.name == TENSORS_FILE:
+        return path.parent
+    if path.suffix.lower() in _PICKLE_SUFFIXES or _looks_pickled(path):
+        raise CheckpointError(
+            f"{path}: pickle-based checkpoints (.pt/.pth/.bin/.pkl) are refused because loading them can run "
+            f"arbitrary code; a ctdenoise checkpoint is a folder holding {TENSORS_FILE} and {CONFIG_FILE}"
+        )
+    raise CheckpointError(f"{path}: not a ctdenoise checkpoint folder (expected {TENSORS_FILE} and {CONFIG_FILE})")
+
+
+def _looks_pickled(path: Path) -> bool:
+    """True for a pickle stream (protocol 2+ starts with 0x80) or a torch.save zip archive."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+
+
+def _read_config(config_path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{config_path}: missing; a ctdenoise checkpoint needs {CONFIG_FILE}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: unreadable checkpoint config: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{config_path}: not a {FORMAT_NAME} config")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path}: checkpoint format version {config.get('format_version')} is not supported "
+            f"(this ctdenoise reads version {FORMAT_VERSION})"
+        )
+    for section in ("architecture", "encoder", "tensors"):
+        if not isinstance(config.get(section), dict):
+            raise CheckpointError(f"{config_path}: section '{section}' missing or malformed")
+    return config
+
+
+def _verify_file_hash(path: Path, recorded: str | None) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: tensor file missing")
+    if not recorded:
+        raise CheckpointError(f"{path}: no sha256 recorded in {CONFIG_FILE}; cannot verify the tensors")
+    actual = _file_sha256(path)
+    if actual != recorded:
+        raise CheckpointError(
+            f"{path}: sha256 {actual} differs from {recorded} recorded in {CONFIG_FILE}; "
+            "the file was modified or corrupted"
+        )
+
+
+def _load_tensors(model: CLIPDenoiser, tensors: dict[str, Tensor], *, include_encoder: bool, source: Path) -> None:
+    """Copy ``tensors`` into ``model``: exactly its keys (minus the encoder when not included), same shapes."""
+    expected = {
+        k: v for k, v in model.state_dict().items() if include_encoder or not k.startswith(_ENCODER_PREFIX)
+    }
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in expected if k in tensors and tensors[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{source}: tensors do not match the architecture in {CONFIG_FILE} "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]})"
+        )
+    with torch.no_grad():
+        for key, tensor in tensors.items():
+            expected[key].copy_(tensor)
+
+
+def _encoder_weights(weights: ResolvedWeights | str | Path | None, encoder_name: str) -> ResolvedWeights:
+    if isinstance(weights, ResolvedWeights):
+        return weights
+    return resolve_clip_weights(encoder_name, weights=weights)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file next to ``target``, fsync it, rename it onto ``target``."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
