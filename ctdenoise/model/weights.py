@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,7 +116,9 @@ def read_weight_file(path: Path) -> dict[str, Tensor]:
         if path.suffix == ".safetensors":
             raw = load_file(str(path))
         elif _is_torchscript_archive(path):
-            raw = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            with warnings.catch_warnings():  # torch >= 2.9 flags torch.jit as deprecated; OpenAI ships TorchScript
+                warnings.simplefilter("ignore", FutureWarning)
+                raw = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         else:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear WeightsError
