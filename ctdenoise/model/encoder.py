@@ -36,9 +36,9 @@ class CLIPResNetEncoder(nn.Module):
         self.bn3 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AvgPool2d(2)
-        self.layer1 = _make_layer(width, width, spec.layers[0], stride=1)
-        self.layer2 = _make_layer(width * 4, width * 2, spec.layers[1], stride=2)
-        self.layer3 = _make_layer(width * 8, width * 4, spec.layers[2], stride=2)
+        self.layer1 = make_stage(width, width, spec.layers[0], stride=1)
+        self.layer2 = make_stage(width * 4, width * 2, spec.layers[1], stride=2)
+        self.layer3 = make_stage(width * 8, width * 4, spec.layers[2], stride=2)
         for layer in (self.layer1, self.layer2, self.layer3):
             for name, param in layer.named_parameters():
                 if name.endswith("bn3.weight"):
@@ -59,7 +59,7 @@ class CLIPResNetEncoder(nn.Module):
         return {k: v.shape for k, v in self.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
-def _make_layer(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+def make_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
     """A CLIP ResNet stage: one (possibly strided, avgpool-antialiased) bottleneck then ``blocks - 1`` more."""
     stage = [Bottleneck(inplanes, planes, stride)]
     stage += [Bottleneck(planes * Bottleneck.expansion, planes) for _ in range(1, blocks)]
