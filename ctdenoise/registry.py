@@ -45,14 +45,18 @@ def resolve_model_dir(spec: str | Path | None = None) -> Path:
     raise ModelError(f"model {name!r} is neither a shipped model (shipped: {shipped}) nor an existing path; {NO_MODEL_HELP}")
 
 
-def load_model(spec: str | Path | None = None, map_location: str = "cpu"):
+def load_model(
+    spec: str | Path | None = None, *, clip_weights: str | Path | None = None, map_location: str = "cpu"
+):
     """Load the model named by ``spec`` (see :func:`resolve_model_dir`) in eval mode.
 
-    Loading never unpickles: checkpoints are safetensors plus JSON, verified by hash.
+    ``clip_weights`` is a CLIP weight file for checkpoints that reference their encoder by sha256
+    instead of carrying it (else the user cache / download is tried). Loading never unpickles:
+    checkpoints are safetensors plus JSON, verified by hash.
     """
     from ctdenoise.model import load_checkpoint
 
-    model = load_checkpoint(resolve_model_dir(spec), map_location=map_location)
+    model = load_checkpoint(resolve_model_dir(spec), encoder_weights=clip_weights, map_location=map_location)
     return model.eval()
 
 

@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
     p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="shipped model name or checkpoint folder (default: %(default)s)")
+    p.add_argument("--clip-weights", type=Path, default=None, metavar="FILE",
+                   help="CLIP weight file (OpenAI RN50.pt or open_clip state dict) for models that do not carry their encoder")
     p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N (default: auto)")
     p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help="auto = bf16 on GPU, fp32 on CPU")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: 2 on CPU, 16 on GPU)")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_model_dir(args.model)  # fail fast, before discovery, when the model does not exist
 
     def load() -> tuple:
-        model = load_model(args.model)
+        model = load_model(args.model, clip_weights=args.clip_weights)
         return model, str(args.model)
 
     bar = tqdm(unit="slice", desc="denoising", disable=None, file=sys.stderr)

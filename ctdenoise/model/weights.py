@@ -194,7 +194,7 @@ def _how_to_supply(encoder_name: str, cache: Path, reason: str) -> str:
     url = open_clip.get_pretrained_url(encoder_name, "openai")
     return (
         f"CLIP {encoder_name} weights unavailable: {reason}. Supply them in one of these ways: "
-        f"(1) pass the file explicitly (weights=PATH / the command line's CLIP weights option); "
+        f"(1) pass the file explicitly (weights=PATH / --clip-weights FILE on the command line); "
         f"(2) put it in the cache folder {cache} as {encoder_name}.pt or {encoder_name}.safetensors "
         f"(or set {CACHE_ENV_VAR} to a folder holding it); "
         f"(3) on a machine with internet run `curl -L -o {encoder_name}.pt {url}` "
