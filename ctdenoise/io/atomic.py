@@ -1,0 +1,98 @@
+"""Atomic publication of output files and folders, and the rule that outputs never overwrite inputs.
+
+Everything is first written into a hidden temporary folder next to the target (same file
+system), then moved into place with ``os.replace``; a crash or an exception leaves either the
+old target or the complete new one, plus at worst a hidden ``.<name>.partial-*`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ctdenoise.errors import OutputError
+
+
+def _is_non_empty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def refuse_inputs(target: Path, inputs: Iterable[Path]) -> None:
+    """Raise OutputError if ``target`` is an input file, or a folder holding an input (it would be replaced)."""
+    resolved = target.resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if source == resolved or resolved in source.parents:
+            raise OutputError(target, f"refusing to write over the input {source}")
+        if target.exists() and source.exists() and os.path.samefile(source, target):
+            raise OutputError(target, f"refusing to write over the input {source} (same file)")
+
+
+def _staging_dir(target: Path) -> Path:
+    """A new hidden temporary folder next to ``target`` (same file system, so os.replace is atomic)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as exc:
+        raise OutputError(target, f"cannot create output folder: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def atomic_write_dir(target: Path | str, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it atomically becomes ``target``.
+
+    ``target`` may not exist yet or be an empty folder; a non-empty one is replaced only with
+    ``overwrite=True`` (OutputError otherwise, raised before anything is written). If the body
+    raises, the temporary folder is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    if _is_non_empty_dir(target) and not overwrite:
+        raise OutputError(target, "output folder exists and is not empty (pass overwrite=True to replace it)")
+    if target.exists() and not target.is_dir():
+        raise OutputError(target, "output path exists and is not a folder")
+    staging = _staging_dir(target)
+    try:
+        yield staging
+        _publish_dir(staging, target, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _publish_dir(staging: Path, target: Path, *, overwrite: bool) -> None:
+    if _is_non_empty_dir(target):
+        if not overwrite:
+            raise OutputError(target, "output folder appeared while writing and is not empty")
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, retired / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+        return
+    try:
+        os.replace(staging, target)  # replaces a missing or empty target folder atomically
+    except OSError as exc:
+        raise OutputError(target, f"cannot publish output folder: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def atomic_write_files(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder to write ``target.name`` (and any companion files) into.
+
+    On success every file written there is moved next to ``target`` with ``os.replace``, the
+    file named like ``target`` last, so a reader never sees a header without its data file.
+    """
+    target = Path(target)
+    staging = _staging_dir(target)
+    try:
+        yield staging
+        written = sorted(staging.iterdir(), key=lambda p: p.name == target.name)
+        if not any(p.name == target.name for p in written):
+            raise OutputError(target, "the writer produced no file of that name")
+        for path in written:
+            os.replace(path, target.parent / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,169 @@
+"""Reading classic CT series (one file per slice) and Enhanced CT files into a Volume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from ctdenoise.errors import MixedSeriesError, SliceGeometryError
+from ctdenoise.io.dicom_headers import (
+    check_header,
+    check_size,
+    declared_voxels,
+    describe,
+    is_enhanced_ct,
+    read_dicom,
+)
+from ctdenoise.io.dicom_pixels import PADDING_HU, decode_stored, padding_mask, to_hu
+from ctdenoise.io.geometry import Plane, plane_from_values, stack_planes
+from ctdenoise.io.volume import Volume
+
+DEFAULT_SLICE_SPACING_MM = 1.0
+"""Spacing along the normal for a single slice that declares neither SpacingBetweenSlices nor SliceThickness."""
+
+
+def _single_slice_spacing(ds: Dataset) -> float:
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value = ds.get(keyword)
+        if value not in (None, "") and float(value) > 0:
+            return float(value)
+    return DEFAULT_SLICE_SPACING_MM
+
+
+def _rescale(item: Dataset) -> tuple[float, float]:
+    return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0) or 0.0)
+
+
+def _apply_padding(hu: np.ndarray, mask: np.ndarray | None) -> None:
+    if mask is not None:
+        hu[mask] = PADDING_HU
+
+
+def read_classic_series(paths: Sequence[Path], source_path: Path, *, max_voxels: int) -> Volume:
+    """Read single-frame CT files of one series, sorted along the slice normal, into a Volume.
+
+    All headers are checked (CT, decodable, same series, same size, regular geometry, total size
+    under ``max_voxels``) before any pixel data is read. Pixel data is dropped from the kept datasets.
+    """
+    headers = [read_dicom(p, header_only=True) for p in paths]
+    for ds, path in zip(headers, paths):
+        check_header(ds, path)
+        if is_enhanced_ct(ds):
+            raise MixedSeriesError(path, "an Enhanced CT file among single-frame slices; read it on its own")
+    uids = {str(ds.get("SeriesInstanceUID", "")) for ds in headers}
+    if len(uids) > 1:
+        raise MixedSeriesError(source_path, f"{len(uids)} different SeriesInstanceUIDs among {len(paths)} files")
+    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in headers}
+    if len(sizes) > 1:
+        raise SliceGeometryError(source_path, f"slices of different sizes (rows, cols) in one series: {sorted(sizes)}")
+    check_size(sum(declared_voxels(ds) for ds in headers), max_voxels, source_path)
+
+    planes = [
+        plane_from_values(ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"), ds.get("PixelSpacing"),
+                          path.name, source_path)
+        for ds, path in zip(headers, paths)
+    ]
+    order, affine, spacing = stack_planes(planes, source_path, _single_slice_spacing(headers[0]))
+
+    rows, cols = sizes.pop()
+    hu = np.empty((len(paths), rows, cols), dtype=np.float32)
+    mask = np.zeros(hu.shape, dtype=bool)
+    datasets: list[Dataset] = []
+    for k, index in enumerate(order):
+        path = paths[index]
+        ds = read_dicom(path, header_only=False)
+        stored = decode_stored(ds, path)[0]
+        hu[k] = to_hu(stored, *_rescale(ds))
+        slice_mask = padding_mask(ds, stored)
+        if slice_mask is not None:
+            mask[k] = slice_mask
+        del ds.PixelData
+        datasets.append(ds)
+    _apply_padding(hu, mask)
+    return Volume(
+        hu=hu,
+        spacing=spacing,
+        affine=affine,
+        source_path=source_path,
+        source_format="dicom",
+        dicom_datasets=datasets,
+        description=describe(headers[0], source_path),
+        padding_mask=mask if mask.any() else None,
+    )
+
+
+def _functional_group(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
+    """The item of a functional-group macro for one frame: per-frame first, then shared."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    for group in ([per_frame[frame]] if frame < len(per_frame) else []) + list(shared[:1]):
+        items = group.get(sequence)
+        if items:
+            return items[0]
+    return None
+
+
+def enhanced_planes(ds: Dataset, path: Path) -> list[Plane]:
+    """Per-frame geometry of an Enhanced CT dataset from its functional groups."""
+    planes = []
+    for frame in range(int(ds.get("NumberOfFrames", 1) or 1)):
+        position = _functional_group(ds, frame, "PlanePositionSequence")
+        orientation = _functional_group(ds, frame, "PlaneOrientationSequence")
+        measures = _functional_group(ds, frame, "PixelMeasuresSequence")
+        planes.append(plane_from_values(
+            position.get("ImagePositionPatient") if position else None,
+            orientation.get("ImageOrientationPatient") if orientation else None,
+            measures.get("PixelSpacing") if measures else None,
+            f"frame {frame + 1}",
+            path,
+        ))
+    return planes
+
+
+def enhanced_frame_rescale(ds: Dataset, frame: int) -> tuple[float, float]:
+    """(slope, intercept) of one frame: PixelValueTransformationSequence, else top-level attributes."""
+    item = _functional_group(ds, frame, "PixelValueTransformationSequence")
+    return _rescale(item if item is not None else ds)
+
+
+def enhanced_frame_order(ds: Dataset, path: Path) -> np.ndarray:
+    """Source frame index of each slice of the Volume read from this Enhanced CT dataset."""
+    order, _, _ = stack_planes(enhanced_planes(ds, path), path, _enhanced_slice_spacing(ds))
+    return order
+
+
+def _enhanced_slice_spacing(ds: Dataset) -> float:
+    measures = _functional_group(ds, 0, "PixelMeasuresSequence")
+    return _single_slice_spacing(measures) if measures is not None else _single_slice_spacing(ds)
+
+
+def read_enhanced(path: Path, *, max_voxels: int) -> Volume:
+    """Read one Enhanced (multi-frame) CT file, frames sorted along the slice normal, into a Volume."""
+    header = read_dicom(path, header_only=True)
+    check_header(header, path)
+    check_size(declared_voxels(header), max_voxels, path)
+    order, affine, spacing = stack_planes(enhanced_planes(header, path), path, _enhanced_slice_spacing(header))
+
+    ds = read_dicom(path, header_only=False)
+    stored = decode_stored(ds, path)
+    hu = np.empty(stored.shape, dtype=np.float32)
+    for k, frame in enumerate(order):
+        hu[k] = to_hu(stored[frame], *enhanced_frame_rescale(ds, int(frame)))
+    mask = padding_mask(ds, stored)
+    if mask is not None:
+        mask = mask[order]
+        _apply_padding(hu, mask)
+    del ds.PixelData
+    return Volume(
+        hu=hu,
+        spacing=spacing,
+        affine=affine,
+        source_path=path,
+        source_format="dicom-enhanced",
+        dicom_datasets=[ds],
+        description=describe(ds, path),
+        padding_mask=mask,
+    )

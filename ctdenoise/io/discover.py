@@ -1,0 +1,154 @@
+"""Finding the image series under a file or folder tree without reading any pixel data."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ctdenoise.errors import EmptyInputError, InputError, NotCTError, NotDicomError
+from ctdenoise.io.dicom_headers import check_ct, is_enhanced_ct, read_dicom
+from ctdenoise.io.image_files import image_kind, image_suffix
+
+DATA_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz")
+"""Voxel files of .mhd/.nhdr headers: skipped silently when their header sits next to them."""
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    """One readable series found by :func:`find_series`.
+
+    ``paths``: its files (sorted by name; reading sorts slices by position). ``series_uid``:
+    SeriesInstanceUID for DICOM, None for image files. ``kind``: "dicom", "dicom-enhanced",
+    "nifti" or "itk". ``key``: a stable, filesystem-safe relative id (POSIX separators) to use as
+    an output folder name. ``problems``: ``(path, reason)`` for files skipped near this series.
+    """
+
+    paths: tuple[Path, ...]
+    series_uid: str | None
+    kind: str
+    key: str
+    problems: tuple[tuple[Path, str], ...] = field(default=())
+
+
+def _safe(component: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", component).strip("._")
+    return cleaned or "x"
+
+
+def _relative_parts(folder: Path, root: Path) -> list[str]:
+    try:
+        return [_safe(p) for p in folder.relative_to(root).parts]
+    except ValueError:
+        return []
+
+
+def _files_under(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def _is_companion(path: Path) -> bool:
+    name = path.name.lower()
+    for suffix in DATA_COMPANION_SUFFIXES:
+        if name.endswith(suffix):
+            stem = path.name[: -len(suffix)]
+            return any((path.parent / f"{stem}{ext}").exists() for ext in (".mhd", ".nhdr", ".MHD", ".NHDR"))
+    return False
+
+
+def _dicom_label(uid: str, series_number) -> str:
+    digest = hashlib.sha1(uid.encode()).hexdigest()[:8]
+    number = str(series_number).strip() if series_number not in (None, "") else "x"
+    return f"series{_safe(number)}-{digest}"
+
+
+def find_series(root: Path | str) -> list[SeriesRef]:
+    """Scan a file, folder or tree and return its CT series, ordered by key.
+
+    DICOM files are grouped by SeriesInstanceUID (an Enhanced CT file is a series of its own);
+    each NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) and MetaImage (.mha, .mhd) file is one series.
+    Hidden files and folders are ignored. Files that are not DICOM, not CT, or unreadable are
+    listed in the ``problems`` of the nearest series. Raises InputError if ``root`` does not exist
+    and EmptyInputError if no series is found (the message lists the first skipped files).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError(root, "no such file or folder")
+    base = root.parent if root.is_file() else root
+    dicom_groups: dict[str, list[Path]] = defaultdict(list)
+    labels: dict[str, str] = {}
+    refs: list[SeriesRef] = []
+    problems: list[tuple[Path, str]] = []
+    for path in _files_under(root):
+        kind = image_kind(path)
+        if kind is not None:
+            stem = path.name[: -len(image_suffix(path))]
+            key = "/".join(_relative_parts(path.parent, base) + [_safe(stem)])
+            refs.append(SeriesRef((path,), None, kind, key))
+            continue
+        if _is_companion(path):
+            continue
+        try:
+            ds = read_dicom(path, header_only=True)
+            check_ct(ds, path)
+        except (NotDicomError, NotCTError) as exc:
+            problems.append((path, exc.problem))
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if is_enhanced_ct(ds):
+            label = f"{_dicom_label(uid or path.name, ds.get('SeriesNumber'))}-{_safe(path.stem)}"
+            key = "/".join(_relative_parts(path.parent, base) + [label])
+            refs.append(SeriesRef((path,), uid or None, "dicom-enhanced", key))
+            continue
+        group = uid or f"no-uid:{path.parent}"
+        dicom_groups[group].append(path)
+        labels.setdefault(group, _dicom_label(group, ds.get("SeriesNumber")))
+    for group, paths in dicom_groups.items():
+        key = "/".join(_relative_parts(_common_folder(paths), base) + [labels[group]])
+        refs.append(SeriesRef(tuple(sorted(paths)), None if group.startswith("no-uid:") else group, "dicom", key))
+    if not refs:
+        listed = "; ".join(f"{p.name}: {why}" for p, why in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise EmptyInputError(root, f"no CT series found{': ' + listed + more if problems else ' (no files)'}")
+    return _attach_problems(_unique_keys(refs), problems)
+
+
+def _common_folder(paths: list[Path]) -> Path:
+    folders = {p.parent for p in paths}
+    common = folders.pop()
+    for folder in folders:
+        while common not in (folder, *folder.parents):
+            common = common.parent
+    return common
+
+
+def _unique_keys(refs: list[SeriesRef]) -> list[SeriesRef]:
+    seen: dict[str, int] = {}
+    unique = []
+    for ref in sorted(refs, key=lambda r: (r.key, str(r.paths[0]))):
+        count = seen.get(ref.key, 0)
+        seen[ref.key] = count + 1
+        unique.append(ref if count == 0 else SeriesRef(ref.paths, ref.series_uid, ref.kind, f"{ref.key}-{count + 1}"))
+    return unique
+
+
+def _attach_problems(refs: list[SeriesRef], problems: list[tuple[Path, str]]) -> list[SeriesRef]:
+    """Give each skipped file to the series whose folder shares the longest path prefix with it."""
+    by_ref: dict[int, list[tuple[Path, str]]] = defaultdict(list)
+    for path, why in problems:
+        def shared(ref: SeriesRef) -> int:
+            folder = ref.paths[0].parent.parts
+            return next((i for i, (a, b) in enumerate(zip(folder, path.parent.parts)) if a != b),
+                        min(len(folder), len(path.parent.parts)))
+        best = max(range(len(refs)), key=lambda i: (shared(refs[i]), -i))
+        by_ref[best].append((path, why))
+    return [
+        SeriesRef(ref.paths, ref.series_uid, ref.kind, ref.key, tuple(by_ref.get(i, ()))) for i, ref in enumerate(refs)
+    ]

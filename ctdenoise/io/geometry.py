@@ -1,0 +1,118 @@
+"""Slice geometry: sorting planes along the slice normal and checking they form a regular volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctdenoise.errors import SliceGeometryError
+from ctdenoise.io.volume import affine_from_axes
+
+ORIENTATION_TOLERANCE = 1e-4
+"""Largest difference between direction cosines of slices that still counts as the same orientation."""
+SPACING_TOLERANCE = 1e-3
+"""Largest relative difference between PixelSpacing values that still counts as the same spacing."""
+DUPLICATE_TOLERANCE_MM = 1e-3
+"""Two slices closer than this along the normal are duplicates."""
+GAP_FACTOR = 1.5
+"""A step larger than GAP_FACTOR x the median step means slices are missing."""
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Geometry of one slice/frame: where it is, how it is oriented, its pixel size, and a name for messages."""
+
+    position: np.ndarray  # ImagePositionPatient (3,)
+    orientation: np.ndarray  # ImageOrientationPatient (6,): row direction, then column direction
+    pixel_spacing: np.ndarray  # PixelSpacing (2,): row spacing, column spacing
+    name: str
+
+
+def plane_from_values(position, orientation, pixel_spacing, name: str, path: Path) -> Plane:
+    """Build a Plane from DICOM attribute values; SliceGeometryError when one is missing or malformed."""
+    for keyword, value, size in (
+        ("ImagePositionPatient", position, 3),
+        ("ImageOrientationPatient", orientation, 6),
+        ("PixelSpacing", pixel_spacing, 2),
+    ):
+        if value is None or len(value) != size:
+            raise SliceGeometryError(path, f"{name}: {keyword} is missing or malformed ({value!r})")
+    spacing = np.asarray([float(v) for v in pixel_spacing])
+    if np.any(spacing <= 0):
+        raise SliceGeometryError(path, f"{name}: PixelSpacing must be positive, got {_values(spacing)}")
+    return Plane(
+        position=np.asarray([float(v) for v in position]),
+        orientation=np.asarray([float(v) for v in orientation]),
+        pixel_spacing=spacing,
+        name=name,
+    )
+
+
+def _values(array: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in array) + "]"
+
+
+def _check_consistent(planes: list[Plane], path: Path) -> None:
+    first = planes[0]
+    for plane in planes[1:]:
+        if np.max(np.abs(plane.orientation - first.orientation)) > ORIENTATION_TOLERANCE:
+            raise SliceGeometryError(
+                path,
+                f"inconsistent ImageOrientationPatient within the series: {first.name} has "
+                f"{_values(first.orientation)}, {plane.name} has {_values(plane.orientation)}",
+            )
+        if np.max(np.abs(plane.pixel_spacing / first.pixel_spacing - 1.0)) > SPACING_TOLERANCE:
+            raise SliceGeometryError(
+                path,
+                f"inconsistent PixelSpacing within the series: {first.name} has {_values(first.pixel_spacing)}, "
+                f"{plane.name} has {_values(plane.pixel_spacing)}",
+            )
+
+
+def stack_planes(
+    planes: list[Plane], path: Path, single_slice_spacing: float
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Sort planes by position along the slice normal and check they form a regular stack.
+
+    Returns ``(order, affine, spacing)``: ``order[k]`` is the index into ``planes`` of slice ``k``
+    (ascending along the normal row x column), the LPS affine of the sorted stack (see
+    :mod:`ctdenoise.io.volume`), and the (slice, row, col) spacing. A single plane gets
+    ``single_slice_spacing`` along the normal. Raises SliceGeometryError for inconsistent
+    orientation or pixel spacing, duplicated positions, or a gap over GAP_FACTOR x the median step.
+    """
+    _check_consistent(planes, path)
+    first = planes[0]
+    row_dir, col_dir = first.orientation[:3], first.orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    norm = np.linalg.norm(normal)
+    if norm < 0.5:
+        raise SliceGeometryError(path, f"ImageOrientationPatient {_values(first.orientation)} is degenerate")
+    normal = normal / norm
+    along = np.asarray([p.position @ normal for p in planes])
+    order = np.argsort(along, kind="stable")
+    row_spacing, col_spacing = (float(v) for v in first.pixel_spacing)
+    if len(planes) == 1:
+        slice_spacing = float(single_slice_spacing)
+        slice_axis = normal * slice_spacing
+    else:
+        steps = np.diff(along[order])
+        for index in np.flatnonzero(steps < DUPLICATE_TOLERANCE_MM):
+            a, b = planes[order[index]], planes[order[index + 1]]
+            raise SliceGeometryError(
+                path, f"duplicated slice position {along[order[index]]:.3f} mm along the normal: {a.name} and {b.name}"
+            )
+        slice_spacing = float(np.median(steps))
+        gaps = np.flatnonzero(steps > GAP_FACTOR * slice_spacing)
+        if gaps.size:
+            index = gaps[0]
+            raise SliceGeometryError(
+                path,
+                f"missing slices: gap of {steps[index]:.3f} mm between {planes[order[index]].name} and "
+                f"{planes[order[index + 1]].name}, median spacing {slice_spacing:.3f} mm "
+                f"(limit {GAP_FACTOR} x median)",
+            )
+        slice_axis = (planes[order[-1]].position - planes[order[0]].position) / (len(planes) - 1)
+    affine = affine_from_axes(planes[order[0]].position, row_dir * col_spacing, col_dir * row_spacing, slice_axis)
+    return order, affine, (slice_spacing, row_spacing, col_spacing)

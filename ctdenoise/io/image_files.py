@@ -1,0 +1,142 @@
+"""NIfTI (nibabel) and NRRD/MetaImage (SimpleITK) reading and writing.
+
+Intensities of these files are taken to be HU already (no rescale is guessed). NIfTI stores
+RAS coordinates; the Volume affine is LPS (see :mod:`ctdenoise.io.volume`), so the first two
+rows are negated on the way in and out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from ctdenoise.errors import InputError, OutputError
+from ctdenoise.io.dicom_headers import check_size
+from ctdenoise.io.volume import LPS_TO_RAS, Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def image_suffix(path: Path) -> str | None:
+    """The recognised image-file suffix of ``path`` (lower case, '.nii.gz' as one), or None."""
+    name = path.name.lower()
+    for suffix in NIFTI_SUFFIXES[::-1] + ITK_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def image_kind(path: Path) -> str | None:
+    """'nifti', 'itk', or None for a path that is not a recognised image file."""
+    suffix = image_suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        return "nifti"
+    return "itk" if suffix in ITK_SUFFIXES else None
+
+
+def _as_3d(data_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    shape = tuple(data_shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3:
+        raise InputError(path, f"expected a 3-D image, got shape {tuple(data_shape)}")
+    return shape
+
+
+def _file_volume(hu: np.ndarray, affine: np.ndarray, path: Path, source_format: str) -> Volume:
+    """A Volume for an image file: spacing is the length of the affine's (col, row, slice) columns."""
+    col, row, slc = (float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+    return Volume(hu=hu, spacing=(slc, row, col), affine=affine, source_path=path, source_format=source_format,
+                  dicom_datasets=None, description=path.name)
+
+
+def read_nifti(path: Path, *, max_voxels: int) -> Volume:
+    """Read a NIfTI file (scaling applied) as HU; the LPS affine is derived from its RAS affine."""
+    try:
+        image = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for corrupt files
+        raise InputError(path, f"cannot read NIfTI file: {type(exc).__name__}: {exc}") from None
+    shape = _as_3d(image.shape, path)
+    check_size(int(np.prod(shape)), max_voxels, path)
+    try:
+        data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
+    except Exception as exc:
+        raise InputError(path, f"cannot read NIfTI voxel data: {type(exc).__name__}: {exc}") from None
+    affine = LPS_TO_RAS @ image.affine
+    return _file_volume(np.ascontiguousarray(data.transpose(2, 1, 0)), affine, path, "nifti")
+
+
+def read_itk(path: Path, *, max_voxels: int) -> Volume:
+    """Read an NRRD or MetaImage file with SimpleITK (size checked from the header first)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(path, f"cannot read image header: {str(exc).strip().splitlines()[-1]}") from None
+    size = tuple(reader.GetSize())
+    if reader.GetNumberOfComponents() != 1:
+        raise InputError(path, f"expected a greyscale image, it has {reader.GetNumberOfComponents()} components")
+    _as_3d(size, path)
+    check_size(int(np.prod(size)), max_voxels, path)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(path, f"cannot read image data: {str(exc).strip().splitlines()[-1]}") from None
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3:
+        raise InputError(path, f"expected a 3-D image, it has {image.GetDimension()} dimensions")
+    spacing = np.asarray(image.GetSpacing())
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * spacing
+    affine[:3, 3] = image.GetOrigin()
+    return _file_volume(sitk.GetArrayFromImage(image).astype(np.float32), affine, path, "itk")
+
+
+def _source_nifti_header(volume: Volume):
+    if volume.source_format != "nifti":
+        return None
+    try:
+        return nib.load(volume.source_path).header
+    except Exception:  # the source may have moved: a fresh header is then the honest choice
+        return None
+
+
+def save_nifti(volume: Volume, hu: np.ndarray, path: Path) -> None:
+    """Write float32 HU as NIfTI with the volume's affine (RAS on disk) and, for NIfTI sources, their header."""
+    affine = LPS_TO_RAS @ volume.affine
+    data = np.asarray(hu, dtype=np.float32).transpose(2, 1, 0)
+    source_header = _source_nifti_header(volume)
+    image_type = nib.Nifti2Image if isinstance(source_header, nib.Nifti2Header) else nib.Nifti1Image
+    header = source_header.copy() if source_header is not None else None
+    image = image_type(data, affine, header=header)
+    image.header.set_data_dtype(np.float32)
+    image.header.set_slope_inter(None, None)
+    if source_header is not None:
+        image.set_qform(affine, code=int(source_header["qform_code"]) or 1)
+        image.set_sform(affine, code=int(source_header["sform_code"]) or 1)
+    else:
+        image.set_qform(affine, code=1)
+        image.set_sform(affine, code=1)
+    nib.save(image, path)
+
+
+def save_itk(volume: Volume, hu: np.ndarray, path: Path) -> None:
+    """Write float32 HU with SimpleITK (format from the extension), keeping origin, spacing and direction."""
+    image = sitk.GetImageFromArray(np.asarray(hu, dtype=np.float32))
+    # Step lengths of the affine columns (equal to volume.spacing except for tilted stacks).
+    image.SetSpacing(tuple(float(v) for v in np.linalg.norm(volume.affine[:3, :3], axis=0)))
+    image.SetOrigin(tuple(float(v) for v in volume.origin))
+    image.SetDirection(tuple(float(v) for v in volume.direction.flatten()))
+    try:
+        sitk.WriteImage(image, str(path), useCompression=True)
+    except RuntimeError as exc:
+        raise OutputError(path, f"cannot write image: {str(exc).strip().splitlines()[-1]}") from None

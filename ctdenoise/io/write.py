@@ -1,0 +1,60 @@
+"""``write_image`` and ``write_volume``: HU volumes to NIfTI/NRRD/MetaImage or a derived DICOM series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ctdenoise.errors import OutputError
+from ctdenoise.io.atomic import atomic_write_files, refuse_inputs
+from ctdenoise.io.dicom_write import write_derived_dicom
+from ctdenoise.io.image_files import image_kind, image_suffix, save_itk, save_nifti
+from ctdenoise.io.volume import Volume
+
+WRITE_FORMATS = ("same", "dicom", "nifti")
+
+
+def _inputs(volume: Volume) -> list[Path]:
+    paths = [volume.source_path]
+    paths += [Path(ds.filename) for ds in volume.dicom_datasets or [] if getattr(ds, "filename", None)]
+    return paths
+
+
+def write_image(volume: Volume, hu: np.ndarray, path: Path) -> Path:
+    """Write ``hu`` with ``volume``'s geometry as NIfTI (.nii, .nii.gz) or NRRD/MetaImage (.nrrd, .nhdr, .mha, .mhd).
+
+    NIfTI uses nibabel and keeps the source header when the source was NIfTI; the others use
+    SimpleITK. The file appears atomically; OutputError for another extension, a shape
+    mismatch, or a path that is one of the inputs. Returns ``path``.
+    """
+    path = Path(path)
+    kind = image_kind(path)
+    if kind is None:
+        raise OutputError(path, "unknown image extension (use .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd)")
+    if np.shape(hu) != volume.hu.shape:
+        raise OutputError(path, f"HU array has shape {np.shape(hu)}, the source volume has {volume.hu.shape}")
+    refuse_inputs(path, _inputs(volume))
+    with atomic_write_files(path) as staging:
+        (save_nifti if kind == "nifti" else save_itk)(volume, hu, staging / path.name)
+    return path
+
+
+def write_volume(volume: Volume, hu: np.ndarray, out: Path, *, format: str = "same", **dicom_kwargs) -> list[Path]:
+    """Write ``hu`` as a derived DICOM series (``out`` is a folder) or an image file (``out`` is a file).
+
+    ``format``: "dicom" (needs a DICOM source; ``dicom_kwargs`` go to :func:`write_derived_dicom`),
+    "nifti" (``out`` gets ".nii.gz" if it has no NIfTI extension), or "same" (DICOM for DICOM
+    sources, else the source's file format, adding the source's extension to ``out`` if it has none).
+    """
+    out = Path(out)
+    if format not in WRITE_FORMATS:
+        raise OutputError(out, f"unknown output format {format!r}; use one of {WRITE_FORMATS}")
+    is_dicom = volume.source_format in ("dicom", "dicom-enhanced")
+    if format == "dicom" or (format == "same" and is_dicom):
+        return write_derived_dicom(volume, hu, out, **dicom_kwargs)
+    if format == "nifti":
+        target = out if image_kind(out) == "nifti" else out.with_name(out.name + ".nii.gz")
+    else:
+        target = out if image_kind(out) is not None else out.with_name(out.name + image_suffix(volume.source_path))
+    return [write_image(volume, hu, target)]
