@@ -1,0 +1,97 @@
+"""Shared pytest fixtures: real CT test files from pydicom and pydicom-data, and series built from them.
+
+Real files are listed from the two local stores directly: ``pydicom.data.get_testdata_files``
+would try to download pydicom-data's online files, and tests must not touch the network.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+PYDICOM_TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
+
+
+def pydicom_data_dir() -> Path | None:
+    """Folder of the installed pydicom-data package, or None when it is not installed."""
+    try:
+        from data_store import DataStore
+    except ImportError:
+        return None
+    return Path(DataStore().data_path)
+
+
+def real_dicom_files() -> list[Path]:
+    """Every file of pydicom's bundled test files and of pydicom-data (not only DICOM ones)."""
+    roots = [PYDICOM_TEST_FILES] + [d for d in [pydicom_data_dir()] if d is not None]
+    return sorted(p for root in roots for p in root.rglob("*") if p.is_file())
+
+
+def is_ct_file(path: Path) -> bool:
+    """True for DICOM files whose Modality is CT or whose SOP class is a CT storage class."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:
+        return False
+    sop = ds.get("SOPClassUID")
+    return ds.get("Modality") == "CT" or (sop is not None and "CT Image Storage" in sop.name)
+
+
+def real_ct_files() -> list[Path]:
+    """Every CT file among pydicom's test files and pydicom-data."""
+    return [p for p in real_dicom_files() if is_ct_file(p)]
+
+
+def testdata(name: str) -> Path:
+    """A pydicom or pydicom-data test file by name, never downloaded (skip if pydicom-data is missing)."""
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} needs the pydicom-data package")
+    return Path(path)
+
+
+@pytest.fixture
+def ct_small() -> Path:
+    """pydicom's CT_small.dcm: one 128x128 signed 16-bit CT slice, Explicit VR Little Endian."""
+    return testdata("CT_small.dcm")
+
+
+@pytest.fixture
+def build_series(tmp_path: Path) -> Callable[..., Path]:
+    """Factory building a multi-slice CT series folder from one real 512x512 slice (693_UNCR.dcm).
+
+    ``build_series(positions_mm, instance_numbers=None, name="series")`` copies the slice once
+    per position, moves ImagePositionPatient along the slice normal, gives each copy a new
+    SOPInstanceUID, a shared new SeriesInstanceUID, and adds ``10 * k`` to the stored values of
+    copy ``k`` (padding voxels excepted) so slices are distinguishable. Files are named in the order given.
+    """
+    source = pydicom.dcmread(testdata("693_UNCR.dcm"))
+
+    def build(positions_mm, instance_numbers=None, name: str = "series") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        series_uid = generate_uid()
+        orientation = np.asarray(source.ImageOrientationPatient, dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        base = np.asarray(source.ImagePositionPatient, dtype=float)
+        stored = source.pixel_array
+        for k, along in enumerate(positions_mm):
+            ds = copy.deepcopy(source)
+            ds.SeriesInstanceUID = series_uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.ImagePositionPatient = [f"{v:.4f}" for v in base + normal * float(along)]
+            ds.InstanceNumber = instance_numbers[k] if instance_numbers is not None else k + 1
+            shifted = np.where(stored == int(source.PixelPaddingValue), stored, stored + 10 * k)
+            ds.PixelData = shifted.astype(stored.dtype).tobytes()
+            ds.save_as(folder / f"slice{k:03d}.dcm")
+        return folder
+
+    return build
