@@ -49,7 +49,7 @@ def real_ct_files() -> list[Path]:
     return [p for p in real_dicom_files() if is_ct_file(p)]
 
 
-def testdata(name: str) -> Path:
+def real_test_file(name: str) -> Path:
     """A pydicom or pydicom-data test file by name, never downloaded (skip if pydicom-data is missing)."""
     path = get_testdata_file(name, download=False)
     if path is None:
@@ -60,7 +60,7 @@ def testdata(name: str) -> Path:
 @pytest.fixture
 def ct_small() -> Path:
     """pydicom's CT_small.dcm: one 128x128 signed 16-bit CT slice, Explicit VR Little Endian."""
-    return testdata("CT_small.dcm")
+    return real_test_file("CT_small.dcm")
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def build_series(tmp_path: Path) -> Callable[..., Path]:
     SOPInstanceUID, a shared new SeriesInstanceUID, and adds ``10 * k`` to the stored values of
     copy ``k`` (padding voxels excepted) so slices are distinguishable. Files are named in the order given.
     """
-    source = pydicom.dcmread(testdata("693_UNCR.dcm"))
+    source = pydicom.dcmread(real_test_file("693_UNCR.dcm"))
 
     def build(positions_mm, instance_numbers=None, name: str = "series") -> Path:
         folder = tmp_path / name
