@@ -29,11 +29,12 @@ import torch
 from ctdenoise import __version__
 from ctdenoise.errors import CTDenoiseError, OutputError
 from ctdenoise.inference import InferenceSettings, denoise_volume
-from ctdenoise.io import SeriesRef, find_series, read_volume, write_volume
+from ctdenoise.io import SeriesRef, atomic_write_dir, find_series, read_volume, write_volume
 
 REPORT_FILE = "report.json"
 LOCK_FILE = ".ctdenoise.lock"
-TMP_PREFIX = ".partial-"
+#: Names of the staging folders/files of ``atomic_write_dir`` and of this module, left behind only by a kill.
+STALE_PATTERNS = (".*.partial-*", ".*.old-*")
 
 
 @dataclass
@@ -87,25 +88,32 @@ class BatchJob:
     key: str
 
 
-def plan_jobs(inputs: Sequence[Path]) -> tuple[list[BatchJob], list[str]]:
-    """Discover every series under ``inputs``; return jobs with unique output keys and discovery problems.
+def plan_jobs(inputs: Sequence[Path]) -> tuple[list[BatchJob], list[SeriesResult], list[str]]:
+    """Discover every series under ``inputs``: jobs with unique output keys, failed inputs, skipped files.
 
     With several inputs, each input's keys are prefixed by the input's own name so the output tree
-    mirrors the inputs side by side.
+    mirrors the inputs side by side. An input that holds no usable series is a failed entry, not a
+    reason to stop; files skipped during discovery (not DICOM, not CT) are listed as problems.
     """
     jobs: list[BatchJob] = []
+    failures: list[SeriesResult] = []
     problems: list[str] = []
     seen: set[str] = set()
     for root in inputs:
         root = Path(root)
-        for ref in find_series(root):
+        try:
+            refs = find_series(root)
+        except CTDenoiseError as error:
+            failures.append(SeriesResult(key=root.name, input=str(root), status="failed", error=str(error)))
+            continue
+        for ref in refs:
             key = f"{root.name}/{ref.key}" if len(inputs) > 1 else ref.key
             while key in seen:
                 key = f"{key}-{len(seen)}"
             seen.add(key)
             jobs.append(BatchJob(ref=ref, input_root=root, key=key))
-            problems.extend(str(p) for p in getattr(ref, "problems", []) or [])
-    return jobs, problems
+            problems.extend(f"{path}: {why}" for path, why in ref.problems)
+    return jobs, failures, problems
 
 
 @contextmanager
@@ -124,33 +132,23 @@ def output_lock(out_dir: Path) -> Iterator[None]:
 
 
 def remove_stale_partials(out_dir: Path) -> None:
-    """Delete temporary folders left by a run that was killed (only called while holding the lock)."""
-    for leftover in out_dir.glob(f"**/{TMP_PREFIX}*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+    """Delete staging folders and files left by a run that was killed (only called while holding the lock)."""
+    for pattern in STALE_PATTERNS:
+        for leftover in out_dir.glob(f"**/{pattern}"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``, fsynced."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def publish_dir(tmp_dir: Path, final_dir: Path, overwrite: bool) -> None:
-    """Move a finished ``tmp_dir`` to ``final_dir`` with a rename; an old one is replaced only with ``overwrite``."""
-    if final_dir.exists():
-        if not overwrite:
-            raise OutputError(final_dir, "already exists (use --overwrite to replace it)")
-        trash = final_dir.with_name(f"{TMP_PREFIX}old-{uuid.uuid4().hex}")
-        os.replace(final_dir, trash)
-        os.replace(tmp_dir, final_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp_dir, final_dir)
 
 
 def check_output_outside_inputs(out_dir: Path, inputs: Sequence[Path]) -> None:
@@ -175,24 +173,18 @@ def denoise_one(
     """Read, denoise and publish one series; return its result (errors are caught by the caller)."""
     started = time.perf_counter()
     final_dir = out_dir / job.key
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = final_dir.with_name(f"{TMP_PREFIX}{final_dir.name}.{uuid.uuid4().hex}")
-    tmp_dir.mkdir()
-    try:
+    with atomic_write_dir(final_dir, overwrite=overwrite) as staging:
         volume = read_volume(job.ref)
         denoised = denoise_volume(model, volume, settings, progress)
+        is_dicom_output = output_format == "dicom" or (output_format == "same" and volume.dicom_datasets)
         write_volume(
             volume,
             denoised.hu,
-            tmp_dir,
+            staging if is_dicom_output else staging / final_dir.name,
             format=output_format,
             series_description_suffix=f"denoised {model_label}",
             derivation_description=f"ctdenoise {__version__} CLIPDenoising model {model_label}",
         )
-        publish_dir(tmp_dir, final_dir, overwrite)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
     return SeriesResult(
         key=job.key,
         input=str(job.ref.paths[0].parent if len(job.ref.paths) > 1 else job.ref.paths[0]),
@@ -225,9 +217,11 @@ def run_batch(
     out_dir = Path(out_dir)
     inputs = [Path(p) for p in inputs]
     check_output_outside_inputs(out_dir, inputs)
-    jobs, problems = plan_jobs(inputs)
+    jobs, failures, problems = plan_jobs(inputs)
     if dry_run:
-        report = BatchReport(model="(not loaded: dry run)", output_format=output_format, discovery_problems=problems)
+        report = BatchReport(
+            model="(not loaded: dry run)", output_format=output_format, series=failures, discovery_problems=problems
+        )
         for job in jobs:
             done = (out_dir / job.key).exists() and not overwrite
             report.series.append(SeriesResult(job.key, str(job.ref.paths[0]), "skipped" if done else "planned"))
@@ -237,7 +231,7 @@ def run_batch(
         remove_stale_partials(out_dir)
         model: torch.nn.Module | None = None
         label = ""
-        report = BatchReport(model="", output_format=output_format, discovery_problems=problems)
+        report = BatchReport(model="", output_format=output_format, series=failures, discovery_problems=problems)
         for job in jobs:
             if (out_dir / job.key).exists() and not overwrite:
                 result = SeriesResult(job.key, str(job.ref.paths[0]), "skipped", output=job.key)

@@ -65,18 +65,17 @@ def ct_small() -> Path:
 
 @pytest.fixture
 def build_series(tmp_path: Path) -> Callable[..., Path]:
-    """Factory building a multi-slice CT series folder from one real 512x512 slice (693_UNCR.dcm).
+    """Factory building a multi-slice CT series folder from one real CT slice (by default 693_UNCR.dcm, 512x512).
 
-    ``build_series(positions_mm, instance_numbers=None, name="series")`` copies the slice once
+    ``build_series(positions_mm, instance_numbers=None, name="series", source="693_UNCR.dcm")`` copies the slice once
     per position, moves ImagePositionPatient along the slice normal, gives each copy a new
     SOPInstanceUID, a shared new SeriesInstanceUID, and adds ``10 * k`` to the stored values of
     copy ``k`` (padding voxels excepted) so slices are distinguishable. Files are named in the order given.
     """
-    source = pydicom.dcmread(real_test_file("693_UNCR.dcm"))
-
-    def build(positions_mm, instance_numbers=None, name: str = "series") -> Path:
+    def build(positions_mm, instance_numbers=None, name: str = "series", source: str = "693_UNCR.dcm") -> Path:
+        source = pydicom.dcmread(real_test_file(source))
         folder = tmp_path / name
-        folder.mkdir()
+        folder.mkdir(parents=True)
         series_uid = generate_uid()
         orientation = np.asarray(source.ImageOrientationPatient, dtype=float)
         normal = np.cross(orientation[:3], orientation[3:])
@@ -89,9 +88,31 @@ def build_series(tmp_path: Path) -> Callable[..., Path]:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.ImagePositionPatient = [f"{v:.4f}" for v in base + normal * float(along)]
             ds.InstanceNumber = instance_numbers[k] if instance_numbers is not None else k + 1
-            shifted = np.where(stored == int(source.PixelPaddingValue), stored, stored + 10 * k)
+            padding = source.get("PixelPaddingValue")
+            shifted = stored + 10 * k if padding is None else np.where(stored == int(padding), stored, stored + 10 * k)
             ds.PixelData = shifted.astype(stored.dtype).tobytes()
             ds.save_as(folder / f"slice{k:03d}.dcm")
         return folder
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A randomly initialised RN50 CLIPDenoiser (seed 0) in eval mode: the real architecture, untrained."""
+    import torch
+
+    from ctdenoise.model import CLIPDenoiser, ModelConfig
+
+    torch.manual_seed(0)
+    return CLIPDenoiser(ModelConfig()).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
+    """``tiny_model`` saved as a checkpoint folder (config.json + model.safetensors, encoder included)."""
+    from ctdenoise.model import save_checkpoint
+
+    directory = tmp_path_factory.mktemp("tiny_checkpoint")
+    save_checkpoint(tiny_model, directory)
+    return directory

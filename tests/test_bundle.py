@@ -9,39 +9,28 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from monai.bundle import verify_metadata, verify_net_in_out
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "pipelines" / "ct_clip_denoise" / "configs"
 
 
-@pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory) -> Path:
-    from ctdenoise.model import CLIPDenoiser, ModelConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(CLIPDenoiser(ModelConfig()), directory)
-    return directory
-
-
 def test_metadata_verifies_against_the_bundle_schema():
     verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(CONFIGS / "metadata_schema.json"))
 
 
-def test_network_input_and_output_match_the_metadata(checkpoint_dir):
+def test_network_input_and_output_match_the_metadata(tiny_checkpoint):
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(CONFIGS / "metadata.json"),
         config_file=str(CONFIGS / "inference.yaml"),
         device="cpu",
         n=2,
-        model_dir=str(checkpoint_dir),
+        model_dir=str(tiny_checkpoint),
     )
 
 
-def test_bundle_run_denoises_a_nifti_file_in_its_geometry(checkpoint_dir, tmp_path):
+def test_bundle_run_denoises_a_nifti_file_in_its_geometry(tiny_checkpoint, tmp_path):
     affine = np.array([[0.8, 0, 0, -100.0], [0, 0.8, 0, -80.0], [0, 0, 3.0, 12.0], [0, 0, 0, 1]])
     hu = np.random.default_rng(1).normal(40.0, 25.0, (48, 40, 2)).astype(np.float32)
     src = tmp_path / "ct.nii.gz"
@@ -49,7 +38,7 @@ def test_bundle_run_denoises_a_nifti_file_in_its_geometry(checkpoint_dir, tmp_pa
     command = [
         sys.executable, "-m", "monai.bundle", "run",
         "--config_file", str(CONFIGS / "inference.yaml"),
-        "--input_file", str(src), "--output_dir", str(tmp_path / "out"), "--model_dir", str(checkpoint_dir),
+        "--input_file", str(src), "--output_dir", str(tmp_path / "out"), "--model_dir", str(tiny_checkpoint),
     ]
     subprocess.run(command, check=True, cwd=tmp_path, capture_output=True, timeout=300)
     out = nib.load(tmp_path / "out" / "ct_denoised.nii.gz")
@@ -58,5 +47,5 @@ def test_bundle_run_denoises_a_nifti_file_in_its_geometry(checkpoint_dir, tmp_pa
     from ctdenoise.inference import InferenceSettings, denoise_hu
     from ctdenoise.model import load_checkpoint
 
-    expected = denoise_hu(load_checkpoint(checkpoint_dir), np.moveaxis(hu, -1, 0), InferenceSettings(device="cpu"))
+    expected = denoise_hu(load_checkpoint(tiny_checkpoint), np.moveaxis(hu, -1, 0), InferenceSettings(device="cpu"))
     np.testing.assert_allclose(out.get_fdata(), np.moveaxis(expected, 0, -1), atol=0.05)

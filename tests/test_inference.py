@@ -18,14 +18,6 @@ CPU = InferenceSettings(device="cpu")
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> torch.nn.Module:
-    from ctdenoise.model import CLIPDenoiser, ModelConfig
-
-    torch.manual_seed(0)
-    return CLIPDenoiser(ModelConfig()).eval()
-
-
-@pytest.fixture(scope="module")
 def hu_volume() -> np.ndarray:
     """Three 40x56 slices: a soft-tissue disk in air with noise, in HU."""
     rng = np.random.default_rng(0)
