@@ -1,0 +1,293 @@
+"""The training recipe as typed, validated data: :class:`TrainConfig`, read from YAML by :func:`load_train_config`.
+
+Every section is a frozen dataclass. Loading is strict: an unknown key, a value of the wrong type or
+out of range raises :class:`~ctdenoise.errors.ConfigError` whose ``key`` is the dotted path of the
+offending entry (e.g. ``optim.lr``) and whose message names the YAML file. Defaults are the
+CLIPDenoising paper's CT recipe (design.md section 2), so ``configs/train_paper_ct.yaml`` only has to
+name the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from ctdenoise.errors import ConfigError
+from ctdenoise.evaluate.metrics import get_protocol
+from ctdenoise.model.config import ModelConfig
+from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, PAPER_SIGMA
+
+#: ``encoder_weights`` values that are not file paths.
+OPENAI_WEIGHTS = "openai"
+RANDOM_WEIGHTS = "random"
+
+
+def _require(condition: bool, key: str, problem: str) -> None:
+    if not condition:
+        raise ConfigError(key, problem)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the normal-dose training slices come from and how they are split.
+
+    ``root``: a folder (tree) of DICOM series and/or NIfTI/NRRD/MHA volumes, or a Mayo-2016 tree
+    (``layout: mayo2016``: patient folders ``L067`` ... holding ``mayo_folder``, e.g. ``full_1mm``).
+    Relative paths are taken from the current working directory. ``split_by``: ``patient`` (the
+    first folder level under ``root``, the Mayo patient id) or ``series`` (the series key that
+    :func:`ctdenoise.io.find_series` reports). ``validation``: names of that level used only for
+    validation; ``exclude``: names never read at all (a held-out test set). Every other series trains.
+    """
+
+    root: str
+    layout: Literal["folders", "mayo2016"] = "folders"
+    mayo_folder: str = "full_1mm"
+    split_by: Literal["patient", "series"] = "patient"
+    validation: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        overlap = sorted(set(self.validation) & set(self.exclude))
+        if overlap:
+            raise ConfigError("data.validation", f"{overlap} also listed in data.exclude")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """How a noisy input is made from a normal-dose slice.
+
+    ``gaussian``: the paper's i.i.d. noise of std ``sigma`` on the (HU+1024)/4096 scale, drawn afresh
+    for every crop. ``physics``: :func:`ctdenoise.simulate.simulate_low_dose` with a dose fraction drawn
+    uniformly from ``dose_range``; simulating a whole slice is costly, so ``realisations`` noisy copies
+    per training slice are made once at start-up and crops are taken from them.
+    """
+
+    kind: Literal["gaussian", "physics"] = "gaussian"
+    sigma: float = PAPER_SIGMA
+    dose_range: tuple[float, float] = (0.25, 0.25)
+    i0: float = DEFAULT_I0
+    electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR
+    n_views: int = DEFAULT_N_VIEWS
+    realisations: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.sigma > 0, "sigma", "must be > 0")
+        low, high = self.dose_range
+        _require(0 < low <= high <= 1, "dose_range", f"must be [low, high] with 0 < low <= high <= 1, got {list(self.dose_range)}")
+        _require(self.i0 > 0, "i0", "must be > 0")
+        _require(self.electronic_noise_var >= 0, "electronic_noise_var", "must be >= 0")
+        _require(self.n_views >= 8, "n_views", "must be >= 8")
+        _require(self.realisations >= 1, "realisations", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a cosine learning-rate decay from ``lr`` to ``lr_min`` over all iterations, L1 loss."""
+
+    lr: float = 3e-4
+    lr_min: float = 1e-6
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip_norm: float = 0.01
+    loss: Literal["l1"] = "l1"
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "lr", "must be > 0")
+        _require(0 <= self.lr_min <= self.lr, "lr_min", "must be in [0, lr]")
+        _require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _require(all(0 <= b < 1 for b in self.betas), "betas", "must be two numbers in [0, 1)")
+        _require(self.grad_clip_norm > 0, "grad_clip_norm", "must be > 0")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Batch augmentation: the 8 flips/rotations of a square, and mixup of pairs on a share of the batches."""
+
+    dihedral: bool = True
+    mixup_prob: float = 0.5
+    mixup_beta: float = 1.2
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.mixup_prob <= 1, "mixup_prob", "must be in [0, 1]")
+        _require(self.mixup_beta > 0, "mixup_beta", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Validation every ``every`` iterations (0: never) on the validation slices, with fixed noise.
+
+    The noisy validation inputs are made once with ``noise`` (default: physics-simulated quarter dose)
+    and seed ``seed``. ``crop``: centre-crop validation slices to this size (None: whole slices);
+    ``max_slices``: use at most this many validation slices (evenly spaced). Metrics: PSNR/SSIM/RMSE under
+    each of ``protocols`` (see :mod:`ctdenoise.evaluate.metrics`).
+    """
+
+    every: int = 1000
+    protocols: tuple[str, ...] = ("redcnn", "clip-paper")
+    noise: NoiseConfig = NoiseConfig(kind="physics", dose_range=(0.25, 0.25), realisations=1)
+    crop: int | None = None
+    max_slices: int = 16
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 0, "every", "must be >= 0 (0 disables validation)")
+        _require(self.max_slices >= 1, "max_slices", "must be >= 1")
+        _require(self.crop is None or self.crop >= 32, "crop", "must be >= 32 or null")
+        for name in self.protocols:
+            try:
+                get_protocol(name)
+            except ConfigError as exc:
+                raise ConfigError("protocols", exc.problem) from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A complete training run. See ``configs/train_paper_ct.yaml`` for the paper's recipe.
+
+    ``encoder_weights``: ``openai`` (CLIP weights found by :func:`ctdenoise.model.resolve_clip_weights`:
+    user cache, else download), a path to a CLIP weight file, or ``random`` (the encoder keeps its
+    random initialisation from ``seed``; recorded as such in the checkpoint). ``batch_size`` is the
+    global batch: with torchrun each of N processes draws ``batch_size / N`` crops. ``num_threads``:
+    CPU threads per process (None: torch's default).
+    """
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    encoder_weights: str = OPENAI_WEIGHTS
+    noise: NoiseConfig = NoiseConfig()
+    optim: OptimConfig = OptimConfig()
+    augment: AugmentConfig = AugmentConfig()
+    validation: ValidationConfig = ValidationConfig()
+    iterations: int = 40_000
+    batch_size: int = 16
+    crop_size: int = 128
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    device: str = "auto"
+    num_threads: int | None = None
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 1, "iterations", "must be >= 1")
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(self.crop_size >= 32 and self.crop_size % 32 == 0, "crop_size", "must be a multiple of 32, >= 32")
+        _require(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
+        _require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+        _require(self.log_every >= 1, "log_every", "must be >= 1")
+        _require(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or null")
+        _require(
+            self.validation.every == 0 or bool(self.data.validation),
+            "data.validation",
+            "names no validation patient/series; list some or set validation.every: 0",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), suitable for YAML/JSON; :func:`train_config_from_dict` inverts it."""
+        return _plain(dataclasses.asdict(self))
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training YAML file; errors are ConfigError naming the key and the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read the config file: {exc}", source=path) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"not valid YAML: {exc}", source=path) from exc
+    try:
+        return train_config_from_dict(raw if raw is not None else {})
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.problem, source=path) from None
+
+
+def train_config_from_dict(raw: Any) -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested dicts (as read from YAML), checking every key and type."""
+    return _build(TrainConfig, raw, prefix="")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from dict ``raw``; ConfigError keys are dotted paths from the top."""
+    section = prefix.rstrip(".") or "<top level>"
+    if not isinstance(raw, dict):
+        raise ConfigError(section, f"must be a mapping of settings, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", f"unknown setting; expected one of {', '.join(sorted(known))}")
+    missing = [
+        name for name, f in known.items()
+        if name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{prefix}{missing[0]}", "is required")
+    values = {key: _convert(hints[key], value, f"{prefix}{key}") for key, value in raw.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        key = exc.key if exc.key.startswith(prefix) else f"{prefix}{exc.key}"
+        raise ConfigError(key, exc.problem) from None
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the type annotation ``hint`` and convert lists to tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if hint is ModelConfig:
+            return _build_model_config(value, key)
+        return _build(hint, value, prefix=f"{key}.")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"must be a list, got {type(value).__name__} {value!r}")
+        if args[-1] is Ellipsis:
+            return tuple(_convert(args[0], v, key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(key, f"must be a list of {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, key) for a, v in zip(args, value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if hint in (int, bool, str):
+        wrong_bool = isinstance(value, bool) and hint is not bool
+        if wrong_bool or not isinstance(value, hint):
+            raise ConfigError(key, f"must be {hint.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {hint!r} for {key}")  # a programming error, not a user error
+
+
+def _build_model_config(value: Any, key: str) -> ModelConfig:
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a mapping of settings, got {type(value).__name__}")
+    try:
+        return ModelConfig.from_dict(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc.key}", exc.problem) from None

@@ -1,0 +1,71 @@
+"""Validation during training: fixed noisy versions of the validation slices, scored under metric protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctdenoise.evaluate.metrics import compute_metrics
+from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.training.config import ValidationConfig
+from ctdenoise.training.data import CTSlice
+from ctdenoise.training.pairs import noisy_unit, simulate_slice
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Validation slices: clean HU references and their noisy inputs on the model scale (made once, seeded)."""
+
+    clean_hu: tuple[np.ndarray, ...]
+    noisy: tuple[torch.Tensor, ...]
+    sources: tuple[str, ...]
+
+
+def build_validation_set(slices: list[CTSlice], config: ValidationConfig) -> ValidationSet:
+    """Pick at most ``config.max_slices`` evenly spaced slices, add ``config.noise`` (seeded), centre-crop."""
+    if len(slices) > config.max_slices:
+        picks = np.linspace(0, len(slices) - 1, config.max_slices).round().astype(int)
+        slices = [slices[i] for i in picks]
+    clean, noisy = [], []
+    for index, ct_slice in enumerate(slices):
+        rng = np.random.default_rng([config.seed, index])
+        noisy_hu = simulate_slice(ct_slice, config.noise, rng) if config.noise.kind == "physics" else None
+        window = _centre(ct_slice.hu.shape, config.crop)
+        clean_unit = hu_to_unit(torch.from_numpy(ct_slice.hu[window]))
+        noisy.append(noisy_unit(clean_unit, None if noisy_hu is None else noisy_hu[window], config.noise, rng).float())
+        clean.append(ct_slice.hu[window])
+    return ValidationSet(tuple(clean), tuple(noisy), tuple(s.source for s in slices))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module | None, data: ValidationSet, protocols: tuple[str, ...], device: torch.device) -> dict:
+    """Mean PSNR/SSIM/RMSE over the validation slices for each protocol: ``{protocol: {metric: value}}``.
+
+    ``model=None`` scores the noisy inputs themselves (the baseline). The model is run in eval mode
+    and put back in the mode it was in.
+    """
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    scores: dict[str, dict[str, list[float]]] = {p: {"psnr": [], "ssim": [], "rmse_hu": []} for p in protocols}
+    for noisy, clean_hu in zip(data.noisy, data.clean_hu):
+        output = noisy if model is None else model(noisy[None, None].to(device))[0, 0].float().cpu()
+        pred_hu = unit_to_hu(output.numpy())
+        for protocol in protocols:
+            result = compute_metrics(pred_hu, clean_hu, protocol)
+            for metric in scores[protocol]:
+                scores[protocol][metric].append(float(result[metric]))
+    if model is not None:
+        model.train(was_training)
+    return {p: {m: float(np.mean(v)) for m, v in metrics.items()} for p, metrics in scores.items()}
+
+
+def _centre(shape: tuple[int, ...], crop: int | None) -> tuple[slice, slice]:
+    if crop is None:
+        return (slice(None), slice(None))
+    rows, cols = shape
+    top, left = max((rows - crop) // 2, 0), max((cols - crop) // 2, 0)
+    return (slice(top, top + crop), slice(left, left + crop))
