@@ -6,15 +6,14 @@ would try to download pydicom-data's online files, and tests must not touch the 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+
+from ctdenoise.examples import build_series_from_slice
 
 PYDICOM_TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
@@ -73,26 +72,7 @@ def build_series(tmp_path: Path) -> Callable[..., Path]:
     copy ``k`` (padding voxels excepted) so slices are distinguishable. Files are named in the order given.
     """
     def build(positions_mm, instance_numbers=None, name: str = "series", source: str = "693_UNCR.dcm") -> Path:
-        source = pydicom.dcmread(real_test_file(source))
-        folder = tmp_path / name
-        folder.mkdir(parents=True)
-        series_uid = generate_uid()
-        orientation = np.asarray(source.ImageOrientationPatient, dtype=float)
-        normal = np.cross(orientation[:3], orientation[3:])
-        base = np.asarray(source.ImagePositionPatient, dtype=float)
-        stored = source.pixel_array
-        for k, along in enumerate(positions_mm):
-            ds = copy.deepcopy(source)
-            ds.SeriesInstanceUID = series_uid
-            ds.SOPInstanceUID = generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.ImagePositionPatient = [f"{v:.4f}" for v in base + normal * float(along)]
-            ds.InstanceNumber = instance_numbers[k] if instance_numbers is not None else k + 1
-            padding = source.get("PixelPaddingValue")
-            shifted = stored + 10 * k if padding is None else np.where(stored == int(padding), stored, stored + 10 * k)
-            ds.PixelData = shifted.astype(stored.dtype).tobytes()
-            ds.save_as(folder / f"slice{k:03d}.dcm")
-        return folder
+        return build_series_from_slice(real_test_file(source), tmp_path / name, positions_mm, instance_numbers)
 
     return build
 
