@@ -23,7 +23,7 @@ ALL_PROTOCOLS = ("redcnn", "clip-paper", "ldctbench")
 @pytest.fixture(scope="module")
 def slice_pair() -> tuple[np.ndarray, np.ndarray]:
     """pydicom's real CT slice (HU) as reference, and a noisy, slightly blurred copy as prediction."""
-    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds = dcmread(get_testdata_file("CT_small.dcm", download=False))
     ref = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     rng = np.random.default_rng(0)
     pred = 0.8 * ref + 0.2 * np.roll(ref, 1, axis=0) + rng.normal(0.0, 25.0, ref.shape)

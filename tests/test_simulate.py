@@ -46,7 +46,7 @@ def centre(image: np.ndarray, radius_px: float = 30.0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ct_slice() -> tuple[np.ndarray, float]:
     """pydicom's real 128x128 CT slice in HU and its pixel spacing."""
-    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds = dcmread(get_testdata_file("CT_small.dcm", download=False))
     hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     return hu.astype(np.float64), float(ds.PixelSpacing[0])
 
