@@ -254,7 +254,9 @@ def simulate_low_dose(
     ``filter="hann"`` (default) apodises the ramp with a Hann window, a noise texture close to the
     soft-tissue kernels of clinical (and Mayo-2016) reconstructions; ``"ramp"`` gives the sharper,
     noisier Ram-Lak texture. Pixels below -1024 HU (scanner padding outside the field of view) are
-    returned unchanged. Rectangular slices are padded with air to a square for the projection.
+    returned unchanged. Rectangular slices are padded with air to a square for the projection. The
+    slice must hold the whole cross-section of the patient: tissue cut off by a cropped field of view is
+    missing from the line integrals, so the simulated noise comes out too low.
 
     Args:
         hu: slice (H, W) or stack (N, H, W) in HU.
