@@ -6,6 +6,7 @@ pixel data is read or decompressed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pydicom
@@ -31,14 +32,40 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 def read_dicom(path: Path, *, header_only: bool) -> Dataset:
     """Read a DICOM Part 10 file (or a preamble-less one with file meta); NotDicomError if it is not one.
 
-    ``header_only`` stops before the pixel data so nothing large is read.
+    ``header_only`` stops before the pixel data so nothing large is read. pydicom converts element
+    values lazily, on first access; every element (in sequences too) is converted here, so a corrupt
+    value (unknown VR, undecodable text or number) is reported now, as NotDicomError with the file,
+    instead of escaping later as a raw pydicom exception from whichever code touches it first.
     """
     try:
-        return pydicom.dcmread(path, stop_before_pixels=header_only)
+        ds = pydicom.dcmread(path, stop_before_pixels=header_only)
+        for _ in ds.iterall():
+            pass
+        for _ in ds.file_meta.iterall():
+            pass
+        _record_transfer_syntax(ds)
+        return ds
     except InvalidDicomError as exc:
         raise NotDicomError(path, f"not a DICOM file ({exc})") from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # corrupt files make pydicom raise many types (struct, Unicode, VR, EOF ...)
         raise NotDicomError(path, f"cannot parse DICOM header: {type(exc).__name__}: {exc}") from None
+
+
+def _record_transfer_syntax(ds: Dataset) -> None:
+    """Give a file without a (0002,0010) Transfer Syntax UID the uncompressed syntax pydicom parsed it with.
+
+    Files without file meta information (or with a damaged one) are read by pydicom by guessing
+    the encoding; recording that guess lets the pixel decoders, which need the UID, decode them.
+    """
+    if "TransferSyntaxUID" in ds.file_meta:
+        return
+    implicit, little = ds.original_encoding
+    if little is False:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    elif implicit:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    else:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
 
 
 def sop_class(ds: Dataset) -> str:
@@ -84,17 +111,72 @@ def check_transfer_syntax(ds: Dataset, path: Path) -> None:
         )
 
 
-def check_single_channel(ds: Dataset, path: Path) -> None:
-    """Raise PixelDataError unless the image is greyscale with the geometry attributes that decoding needs."""
-    for keyword in ("Rows", "Columns", "BitsAllocated"):
-        if keyword not in ds:
+SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
+"""BitsAllocated values a greyscale CT image can have (1 is for bitmaps, others are not DICOM)."""
+
+
+def header_integer(ds: Dataset, keyword: str, path: Path, *, default: int | None = None, low: int | None = None,
+                   high: int | None = None) -> int:
+    """The value of an integer attribute, checked to lie in [low, high]; PixelDataError when it is absent
+    (without a default), multi-valued, not an integer, or out of range."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if default is None:
             raise PixelDataError(path, f"no image: {keyword} is missing")
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        return default
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise PixelDataError(path, f"{keyword} is not an integer ({value!r})") from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise PixelDataError(path, f"{keyword} {number} is outside [{low}, {high}]")
+    return number
+
+
+def header_number(item: Dataset, keyword: str, path: Path | None, default: float) -> float:
+    """The value of a decimal attribute (RescaleSlope, SliceThickness ...) as a finite float, else ``default``
+    when absent; PixelDataError when it is not a finite number."""
+    value = item.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise PixelDataError(path, f"{keyword} is not a number ({value!r})") from None
+    if not math.isfinite(number):
+        raise PixelDataError(path, f"{keyword} must be finite, got {number}")
+    return number
+
+
+def check_single_channel(ds: Dataset, path: Path) -> None:
+    """Raise PixelDataError unless the image is greyscale and its pixel-module attributes can be decoded.
+
+    Rows, Columns and NumberOfFrames must be positive integers, BitsAllocated one of
+    SUPPORTED_BITS_ALLOCATED, BitsStored within it, PixelRepresentation 0 or 1, RescaleSlope a
+    finite non-zero number and the other numbers that reading uses finite.
+    """
+    header_integer(ds, "Rows", path, low=1)
+    header_integer(ds, "Columns", path, low=1)
+    header_integer(ds, "NumberOfFrames", path, default=1, low=1)
+    if header_integer(ds, "SamplesPerPixel", path, default=1) != 1:
         raise PixelDataError(path, f"expected greyscale CT, SamplesPerPixel is {ds.SamplesPerPixel}")
+    bits = header_integer(ds, "BitsAllocated", path)
+    if bits not in SUPPORTED_BITS_ALLOCATED:
+        raise PixelDataError(path, f"BitsAllocated {bits} is not one of {SUPPORTED_BITS_ALLOCATED}")
+    header_integer(ds, "BitsStored", path, default=bits, low=1, high=bits)
+    header_integer(ds, "PixelRepresentation", path, default=0, low=0, high=1)
+    for keyword in ("PixelPaddingValue", "PixelPaddingRangeLimit"):
+        header_integer(ds, keyword, path, default=0)
+    if header_number(ds, "RescaleSlope", path, 1.0) == 0:
+        raise PixelDataError(path, "RescaleSlope is 0: stored values cannot be mapped to HU")
+    for keyword in ("RescaleIntercept", "SliceThickness", "SpacingBetweenSlices"):
+        header_number(ds, keyword, path, 0.0)
 
 
 def declared_voxels(ds: Dataset) -> int:
-    """Rows * Columns * NumberOfFrames as declared in the header (no pixel data touched)."""
+    """Rows * Columns * NumberOfFrames as declared in the header (no pixel data touched; checked by check_header)."""
     return int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
 
 

@@ -14,6 +14,7 @@ from ctdenoise.io.dicom_headers import (
     check_size,
     declared_voxels,
     describe,
+    header_number,
     is_enhanced_ct,
     read_dicom,
 )
@@ -25,16 +26,17 @@ DEFAULT_SLICE_SPACING_MM = 1.0
 """Spacing along the normal for a single slice that declares neither SpacingBetweenSlices nor SliceThickness."""
 
 
-def _single_slice_spacing(ds: Dataset) -> float:
+def _single_slice_spacing(ds: Dataset, path: Path) -> float:
     for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-        value = ds.get(keyword)
-        if value not in (None, "") and float(value) > 0:
-            return float(value)
+        value = header_number(ds, keyword, path, 0.0)
+        if value > 0:
+            return value
     return DEFAULT_SLICE_SPACING_MM
 
 
-def _rescale(item: Dataset) -> tuple[float, float]:
-    return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0) or 0.0)
+def _rescale(item: Dataset, path: Path | None) -> tuple[float, float]:
+    slope = header_number(item, "RescaleSlope", path, 1.0) or 1.0
+    return slope, header_number(item, "RescaleIntercept", path, 0.0)
 
 
 def _apply_padding(hu: np.ndarray, mask: np.ndarray | None) -> None:
@@ -66,7 +68,7 @@ def read_classic_series(paths: Sequence[Path], source_path: Path, *, max_voxels:
                           path.name, source_path)
         for ds, path in zip(headers, paths)
     ]
-    order, affine, spacing = stack_planes(planes, source_path, _single_slice_spacing(headers[0]))
+    order, affine, spacing = stack_planes(planes, source_path, _single_slice_spacing(headers[0], paths[0]))
 
     rows, cols = sizes.pop()
     hu = np.empty((len(paths), rows, cols), dtype=np.float32)
@@ -76,7 +78,7 @@ def read_classic_series(paths: Sequence[Path], source_path: Path, *, max_voxels:
         path = paths[index]
         ds = read_dicom(path, header_only=False)
         stored = decode_stored(ds, path)[0]
-        hu[k] = to_hu(stored, *_rescale(ds))
+        hu[k] = to_hu(stored, *_rescale(ds, path))
         slice_mask = padding_mask(ds, stored)
         if slice_mask is not None:
             mask[k] = slice_mask
@@ -123,21 +125,24 @@ def enhanced_planes(ds: Dataset, path: Path) -> list[Plane]:
     return planes
 
 
-def enhanced_frame_rescale(ds: Dataset, frame: int) -> tuple[float, float]:
-    """(slope, intercept) of one frame: PixelValueTransformationSequence, else top-level attributes."""
+def enhanced_frame_rescale(ds: Dataset, frame: int, path: Path | None = None) -> tuple[float, float]:
+    """(slope, intercept) of one frame: PixelValueTransformationSequence, else top-level attributes.
+
+    PixelDataError (naming ``path``) when a value is not a finite number.
+    """
     item = _functional_group(ds, frame, "PixelValueTransformationSequence")
-    return _rescale(item if item is not None else ds)
+    return _rescale(item if item is not None else ds, path)
 
 
 def enhanced_frame_order(ds: Dataset, path: Path) -> np.ndarray:
     """Source frame index of each slice of the Volume read from this Enhanced CT dataset."""
-    order, _, _ = stack_planes(enhanced_planes(ds, path), path, _enhanced_slice_spacing(ds))
+    order, _, _ = stack_planes(enhanced_planes(ds, path), path, _enhanced_slice_spacing(ds, path))
     return order
 
 
-def _enhanced_slice_spacing(ds: Dataset) -> float:
+def _enhanced_slice_spacing(ds: Dataset, path: Path) -> float:
     measures = _functional_group(ds, 0, "PixelMeasuresSequence")
-    return _single_slice_spacing(measures) if measures is not None else _single_slice_spacing(ds)
+    return _single_slice_spacing(measures if measures is not None else ds, path)
 
 
 def read_enhanced(path: Path, *, max_voxels: int) -> Volume:
@@ -145,13 +150,13 @@ def read_enhanced(path: Path, *, max_voxels: int) -> Volume:
     header = read_dicom(path, header_only=True)
     check_header(header, path)
     check_size(declared_voxels(header), max_voxels, path)
-    order, affine, spacing = stack_planes(enhanced_planes(header, path), path, _enhanced_slice_spacing(header))
+    order, affine, spacing = stack_planes(enhanced_planes(header, path), path, _enhanced_slice_spacing(header, path))
 
     ds = read_dicom(path, header_only=False)
     stored = decode_stored(ds, path)
     hu = np.empty(stored.shape, dtype=np.float32)
     for k, frame in enumerate(order):
-        hu[k] = to_hu(stored[frame], *enhanced_frame_rescale(ds, int(frame)))
+        hu[k] = to_hu(stored[frame], *enhanced_frame_rescale(ds, int(frame), path))
     mask = padding_mask(ds, stored)
     if mask is not None:
         mask = mask[order]

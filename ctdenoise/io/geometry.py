@@ -37,17 +37,28 @@ def plane_from_values(position, orientation, pixel_spacing, name: str, path: Pat
         ("ImageOrientationPatient", orientation, 6),
         ("PixelSpacing", pixel_spacing, 2),
     ):
-        if value is None or len(value) != size:
+        if value is None or isinstance(value, (str, bytes)) or len(value) != size:
             raise SliceGeometryError(path, f"{name}: {keyword} is missing or malformed ({value!r})")
-    spacing = np.asarray([float(v) for v in pixel_spacing])
+    spacing = _finite_numbers(pixel_spacing, "PixelSpacing", name, path)
     if np.any(spacing <= 0):
         raise SliceGeometryError(path, f"{name}: PixelSpacing must be positive, got {_values(spacing)}")
     return Plane(
-        position=np.asarray([float(v) for v in position]),
-        orientation=np.asarray([float(v) for v in orientation]),
+        position=_finite_numbers(position, "ImagePositionPatient", name, path),
+        orientation=_finite_numbers(orientation, "ImageOrientationPatient", name, path),
         pixel_spacing=spacing,
         name=name,
     )
+
+
+def _finite_numbers(values, keyword: str, name: str, path: Path) -> np.ndarray:
+    """The values as float64; SliceGeometryError for text that is no number, NaN or infinity."""
+    try:
+        numbers = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise SliceGeometryError(path, f"{name}: {keyword} holds a value that is not a number ({values!r})") from None
+    if not np.all(np.isfinite(numbers)):
+        raise SliceGeometryError(path, f"{name}: {keyword} must be finite, got {_values(numbers)}")
+    return numbers
 
 
 def _values(array: np.ndarray) -> str:
