@@ -50,7 +50,13 @@ def _as_3d(data_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
 
 
 def _file_volume(hu: np.ndarray, affine: np.ndarray, path: Path, source_format: str) -> Volume:
-    """A Volume for an image file: spacing is the length of the affine's (col, row, slice) columns."""
+    """A Volume for an image file: spacing is the length of the affine's (col, row, slice) columns.
+
+    InputError when the affine is not finite or its axes are degenerate (a zero or NaN voxel size,
+    as a damaged header declares): such a volume has no geometry to write back.
+    """
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(path, f"voxel-to-patient affine is degenerate or not finite: {np.round(affine, 4).tolist()}")
     col, row, slc = (float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
     return Volume(hu=hu, spacing=(slc, row, col), affine=affine, source_path=path, source_format=source_format,
                   dicom_datasets=None, description=path.name)
