@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from ctdenoise.cli import main
+from ctdenoise.cli import SUBCOMMANDS, main
 
 CT_SMALL = "CT_small.dcm"
 
@@ -112,7 +112,7 @@ def test_usage_errors_exit_two_with_a_clear_message(bad, tree, tiny_checkpoint, 
 
 
 def test_help_of_every_subcommand(capsys):
-    for command in ("denoise", "info"):
+    for command in SUBCOMMANDS:
         with pytest.raises(SystemExit) as exited:
             main([command, "--help"])
         assert exited.value.code == 0
