@@ -55,6 +55,10 @@ class ImageTooLargeError(InputError):
     """The declared image size exceeds the configured limit (guard against decompression bombs)."""
 
 
+class UnpairedSlicesError(InputError):
+    """Low- and normal-dose series cannot be paired slice by slice (positions or in-plane geometry differ)."""
+
+
 class OutputError(CTDenoiseError):
     """An output cannot be written (refused path, read-only or full disk, existing output)."""
 

@@ -1,0 +1,181 @@
+"""Specification of ``ctdenoise evaluate``: Mayo-2016 pairing, reports, figures, baselines and the dose sweep.
+
+The test data is a small Mayo-2016-style tree built from a real CT slice: pydicom's ``CT_small.dcm``
+(128x128, 0.66 mm pixels) copied along its slice normal into 4-slice series with new UIDs, 50 HU added
+per copy so slices differ (:func:`ctdenoise.examples.build_series_from_slice`). The quarter-dose series
+is the full-dose series after :func:`ctdenoise.simulate.simulate_low_dose` at dose 0.25, written as a
+derived series (new SeriesInstanceUID and SeriesNumber) whose files are renamed in reverse position
+order, so only positions can pair the slices, as in the real Mayo data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctdenoise.cli import main
+from ctdenoise.errors import InputError, UnpairedSlicesError
+from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
+from ctdenoise.evaluate.pairing import mayo_cases, pair_case
+from ctdenoise.evaluate.report import summarise
+from ctdenoise.examples import build_series_from_slice
+from ctdenoise.io import read_volume, write_volume
+from ctdenoise.simulate import simulate_low_dose
+
+POSITIONS_MM = (0.0, 1.0, 2.0, 3.0)
+STEP_HU = 50
+
+
+def _patient(root: Path, source: Path, patient: str, seed: int) -> None:
+    full = build_series_from_slice(source, root / patient / "full_1mm", POSITIONS_MM, value_step=STEP_HU)
+    volume = read_volume(full)
+    low = simulate_low_dose(volume.hu, volume.spacing[1:], dose_fraction=0.25, seed=seed)
+    quarter = root / patient / "quarter_1mm"
+    files = write_volume(volume, low, quarter, format="dicom", series_description_suffix="QD",
+                         derivation_description="simulated quarter dose (test data)")
+    for rank, path in enumerate(sorted(files, reverse=True)):
+        path.rename(quarter / f"{patient}_QD_{rank:04d}.IMA")
+
+
+@pytest.fixture(scope="module")
+def mayo_root(tmp_path_factory) -> Path:
+    """Mayo-style tree with patients L067 (training) and L506 (test), 4 slices each."""
+    from conftest import real_test_file
+
+    root = tmp_path_factory.mktemp("mayo")
+    source = real_test_file("CT_small.dcm")
+    for seed, patient in enumerate(("L067", "L506")):
+        _patient(root, source, patient, seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def redcnn_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_redcnn(REDCNN(), tmp_path_factory.mktemp("redcnn"))
+
+
+def test_mayo_cases_default_to_the_l506_test_split(mayo_root):
+    assert [c.name for c in mayo_cases(mayo_root)] == ["L506"]
+    assert [c.name for c in mayo_cases(mayo_root, patients=None)] == ["L067", "L506"]
+
+
+def test_slices_pair_by_position_although_names_and_series_differ(mayo_root):
+    case = mayo_cases(mayo_root)[0].load()
+    assert case.n_slices == len(POSITIONS_MM)
+    assert np.allclose(np.diff(case.positions_mm), 1.0)
+    # Each low-dose slice sits on its own normal-dose slice (mean difference ~0), not a neighbour (50 HU apart).
+    mean_differences = (case.low_hu - case.full_hu).reshape(case.n_slices, -1).mean(axis=1)
+    assert np.all(np.abs(mean_differences) < STEP_HU / 5)
+    assert np.all(np.abs(case.low_hu - case.full_hu).max(axis=(1, 2)) > 0)  # noise was added
+
+
+def test_a_missing_low_dose_slice_is_an_unpaired_error_naming_the_position(mayo_root, tmp_path):
+    import shutil
+
+    shutil.copytree(mayo_root / "L506", tmp_path / "L506")
+    quarter = tmp_path / "L506" / "quarter_1mm"
+    last = next(p for p in quarter.iterdir() if p.name.endswith("_0000.IMA"))  # reverse order: the highest position
+    last.unlink()
+    with pytest.raises(UnpairedSlicesError, match="no low-dose partner") as info:
+        mayo_cases(tmp_path)[0].load()
+    assert "quarter_1mm" in str(info.value)
+
+
+def test_series_with_different_pixel_grids_are_refused(mayo_root, tmp_path):
+    from conftest import real_test_file
+
+    other = build_series_from_slice(real_test_file("693_UNCR.dcm"), tmp_path / "other", POSITIONS_MM)
+    with pytest.raises(UnpairedSlicesError, match="matrix 512x512 vs 128x128"):
+        pair_case(other, mayo_root / "L506" / "full_1mm").load()
+
+
+def test_missing_patient_or_dose_folders_name_the_path(mayo_root, tmp_path):
+    with pytest.raises(InputError, match="L143.*patient folder missing"):
+        mayo_cases(mayo_root, patients=("L143",))
+    (tmp_path / "L506" / "full_1mm").mkdir(parents=True)
+    with pytest.raises(InputError, match="quarter_1mm: dose folder missing"):
+        mayo_cases(tmp_path)
+
+
+def test_summary_statistics_are_mean_and_sample_std_per_group():
+    rows = [
+        {"patient": p, "method": "m", "protocol": "redcnn", "psnr": v, "ssim": 0.5, "rmse_hu": 10.0}
+        for p, v in (("A", 30.0), ("A", 32.0), ("B", 40.0))
+    ]
+    assert summarise(rows, "patient")["A"]["m"]["redcnn"]["psnr"] == {"mean": 31.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}
+    assert summarise(rows, None)["m"]["redcnn"]["psnr"]["mean"] == pytest.approx(34.0)
+
+
+def test_redcnn_keeps_the_image_size_and_round_trips_its_checkpoint(redcnn_checkpoint):
+    model, config = load_redcnn(redcnn_checkpoint)
+    assert config["architecture"] == {"name": "redcnn", "filters": 96, "kernel_size": 5}
+    assert sum(p.numel() for p in model.parameters()) == 1_848_865
+    x = torch.rand(2, 1, 40, 56)
+    assert model(x).shape == x.shape
+    assert torch.equal(model(x), load_redcnn(redcnn_checkpoint)[0](x))
+
+
+def test_a_modified_redcnn_checkpoint_is_refused(redcnn_checkpoint, tmp_path):
+    import shutil
+
+    from ctdenoise.errors import CheckpointError
+
+    copy = Path(shutil.copytree(redcnn_checkpoint, tmp_path / "copy"))
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_redcnn(copy)
+
+
+def test_evaluate_on_a_mayo_tree_writes_metrics_summary_and_figures(mayo_root, tiny_checkpoint, redcnn_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--mayo", str(mayo_root), "--model", str(tiny_checkpoint), "--redcnn", str(redcnn_checkpoint),
+                 "--protocol", "redcnn", "--protocol", "clip-paper", "--device", "cpu", "-o", str(out)])
+    assert code == 0
+    with (out / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    methods = ["input", "nlm", "clipdenoiser", "redcnn"]
+    assert len(rows) == len(POSITIONS_MM) * len(methods) * 2
+    assert {r["method"] for r in rows} == set(methods) and {r["patient"] for r in rows} == {"L506"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["protocols"]) == {"redcnn", "clip-paper"}
+    assert summary["protocols"]["redcnn"]["hu_range"] == [-160.0, 240.0]
+    assert summary["overall"]["nlm"]["redcnn"]["psnr"]["n"] == len(POSITIONS_MM)
+    nlm, low = (summary["per_patient"]["L506"][m]["redcnn"]["psnr"]["mean"] for m in ("nlm", "input"))
+    assert nlm > low  # the classical filter removes simulated quarter-dose noise
+    assert set(summary["model_card_sha256"]) == {"clipdenoiser", "redcnn"}
+    assert summary["methods"]["clipdenoiser"]["provenance"]["tensors_sha256"]
+    assert summary["versions"]["ctdenoise"] and summary["versions"]["torch"]
+    assert summary["data"]["mode"] == "mayo2016" and summary["data"]["slices"] == len(POSITIONS_MM)
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == ["L506_slice0002.png", "boxplot_clip-paper.png", "boxplot_redcnn.png"]
+    assert "PSNR dB (redcnn)" in (out / "summary.md").read_text()
+
+
+def test_generic_pair_mode_and_dose_sweep(mayo_root, tmp_path):
+    patient = mayo_root / "L067"
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--low", str(patient / "quarter_1mm"), "--full", str(patient / "full_1mm"), "--model", "none",
+                 "--baselines", "input", "--sweep-dose", "0.5,0.1", "--sweep-sigma", "10", "--figure-slices", "0,3",
+                 "-o", str(out)])
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["data"]["mode"] == "pair"
+    assert {p.name for p in (out / "figures").glob("full_1mm_slice*.png")} == {"full_1mm_slice0000.png", "full_1mm_slice0003.png"}
+    with (out / "sweep" / "sweep.csv").open() as handle:
+        psnr = {(r["noise"], float(r["level"])): float(r["psnr_mean"]) for r in csv.DictReader(handle)}
+    assert psnr[("physics", 0.5)] > psnr[("physics", 0.1)]  # less dose, more noise
+    assert set(psnr) == {("physics", 0.5), ("physics", 0.1), ("gaussian", 10.0)}
+    assert (out / "sweep" / "psnr_vs_dose.png").stat().st_size > 0
+    assert "Gaussian sigma 10/255" in (out / "sweep" / "sweep.md").read_text()
+
+
+def test_bad_data_arguments_are_usage_errors(tmp_path, capsys):
+    assert main(["evaluate", "--full", str(tmp_path), "--model", "none", "-o", str(tmp_path / "o")]) == 2
+    assert "needs --low, --simulate-dose or a sweep" in capsys.readouterr().err
