@@ -7,7 +7,9 @@ pixel data is read or decompressed.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -29,6 +31,26 @@ ENHANCED_CT_SOP_CLASSES = frozenset(
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 
+class _SizeBoundedReader:
+    """A binary file whose ``read(n)`` never asks for more than the bytes left in the file.
+
+    ``io.BufferedReader.read(n)`` reserves ``n`` bytes before reading: an element that declares a
+    length of 4 GB in a 4 kB file would make pydicom reserve 4 GB. Everything else is delegated.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._size = os.fstat(handle.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self._handle.read()
+        return self._handle.read(min(size, max(self._size - self._handle.tell(), 0)))
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)
+
+
 def read_dicom(path: Path, *, header_only: bool) -> Dataset:
     """Read a DICOM Part 10 file (or a preamble-less one with file meta); NotDicomError if it is not one.
 
@@ -38,17 +60,31 @@ def read_dicom(path: Path, *, header_only: bool) -> Dataset:
     instead of escaping later as a raw pydicom exception from whichever code touches it first.
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=header_only)
-        for _ in ds.iterall():
-            pass
-        for _ in ds.file_meta.iterall():
-            pass
-        _record_transfer_syntax(ds)
-        return ds
+        with open(path, "rb") as handle:
+            ds = pydicom.dcmread(_SizeBoundedReader(handle), stop_before_pixels=header_only)
     except InvalidDicomError as exc:
         raise NotDicomError(path, f"not a DICOM file ({exc})") from None
     except Exception as exc:  # corrupt files make pydicom raise many types (struct, Unicode, VR, EOF ...)
         raise NotDicomError(path, f"cannot parse DICOM header: {type(exc).__name__}: {exc}") from None
+    _convert_elements(ds.file_meta, path)
+    _convert_elements(ds, path)
+    _record_transfer_syntax(ds)
+    return ds
+
+
+def _convert_elements(ds: Dataset, path: Path) -> None:
+    """Convert every raw element of ``ds`` (recursing into sequences); NotDicomError naming the first bad one."""
+    for tag in list(ds.keys()):
+        try:
+            element = ds[tag]
+        except Exception as exc:  # unknown VR, bad number/text/UID encodings, ... (pydicom raises many types)
+            name = pydicom.datadict.keyword_for_tag(tag) or "private or unknown"
+            raise NotDicomError(
+                path, f"cannot parse DICOM element {tag} ({name}): {type(exc).__name__}: {exc}"
+            ) from None
+        if element.VR == "SQ":
+            for item in element.value or []:
+                _convert_elements(item, path)
 
 
 def _record_transfer_syntax(ds: Dataset) -> None:
