@@ -62,6 +62,7 @@ def read_dicom(path: Path, *, header_only: bool) -> Dataset:
     try:
         with open(path, "rb") as handle:
             ds = pydicom.dcmread(_SizeBoundedReader(handle), stop_before_pixels=header_only)
+        ds.buffer = None  # the closed handle: ds.filename (its name) says where the dataset came from
     except InvalidDicomError as exc:
         raise NotDicomError(path, f"not a DICOM file ({exc})") from None
     except Exception as exc:  # corrupt files make pydicom raise many types (struct, Unicode, VR, EOF ...)
