@@ -3,7 +3,7 @@
 The test data is a small Mayo-2016-style tree built from a real CT slice: pydicom's ``CT_small.dcm``
 (128x128, 0.66 mm pixels) copied along its slice normal into 4-slice series with new UIDs, 50 HU added
 per copy so slices differ (:func:`ctdenoise.examples.build_series_from_slice`). The quarter-dose series
-is the full-dose series after :func:`ctdenoise.simulate.simulate_low_dose` at dose 0.25, written as a
+is the full-dose series after :func:`ctdenoise.simulate.simulate_low_dose` at dose 0.25 (I0 2e3), written as a
 derived series (new SeriesInstanceUID and SeriesNumber) whose files are renamed in reverse position
 order, so only positions can pair the slices, as in the real Mayo data.
 """
@@ -28,13 +28,17 @@ from ctdenoise.io import read_volume, write_volume
 from ctdenoise.simulate import simulate_low_dose
 
 POSITIONS_MM = (0.0, 1.0, 2.0, 3.0)
+#: Photons per ray of the simulation: CT_small is a small field of view whose own texture (~24 HU local
+#: std) would outweigh the default I0's quarter-dose noise (~9 HU); at 2e3 the added noise (~65 HU)
+#: dominates, as quarter-dose noise does in the Mayo data.
+LOW_I0 = 2e3
 STEP_HU = 50
 
 
 def _patient(root: Path, source: Path, patient: str, seed: int) -> None:
     full = build_series_from_slice(source, root / patient / "full_1mm", POSITIONS_MM, value_step=STEP_HU)
     volume = read_volume(full)
-    low = simulate_low_dose(volume.hu, volume.spacing[1:], dose_fraction=0.25, seed=seed)
+    low = simulate_low_dose(volume.hu, volume.spacing[1:], dose_fraction=0.25, i0=LOW_I0, seed=seed)
     quarter = root / patient / "quarter_1mm"
     files = write_volume(volume, low, quarter, format="dicom", series_description_suffix="QD",
                          derivation_description="simulated quarter dose (test data)")
@@ -179,3 +183,11 @@ def test_generic_pair_mode_and_dose_sweep(mayo_root, tmp_path):
 def test_bad_data_arguments_are_usage_errors(tmp_path, capsys):
     assert main(["evaluate", "--full", str(tmp_path), "--model", "none", "-o", str(tmp_path / "o")]) == 2
     assert "needs --low, --simulate-dose or a sweep" in capsys.readouterr().err
+
+
+def test_noise_estimate_of_the_nlm_baseline_finds_added_gaussian_noise(ct_small):
+    from ctdenoise.evaluate.methods import estimate_noise_sigma_hu
+
+    hu = read_volume(ct_small).hu[0]
+    noisy = hu + np.random.default_rng(0).normal(0.0, 80.0, hu.shape)
+    assert 0.8 * 80 < estimate_noise_sigma_hu(noisy) < 1.25 * 80
