@@ -150,6 +150,9 @@ class ValidationConfig:
 class TrainConfig:
     """A complete training run. See ``configs/train_paper_ct.yaml`` for the paper's recipe.
 
+    ``architecture``: ``clipdenoiser`` (the paper's network, ``model`` and ``encoder_weights`` apply) or
+    ``redcnn``, the supervised RED-CNN baseline (:mod:`ctdenoise.evaluate.baselines.redcnn`) trained on the
+    same pairs by the same loop; ``model`` and ``encoder_weights`` do not apply to it.
     ``encoder_weights``: ``openai`` (CLIP weights found by :func:`ctdenoise.model.resolve_clip_weights`:
     user cache, else download), a path to a CLIP weight file, or ``random`` (the encoder keeps its
     random initialisation from ``seed``; recorded as such in the checkpoint). ``batch_size`` is the
@@ -158,6 +161,7 @@ class TrainConfig:
     """
 
     data: DataConfig
+    architecture: Literal["clipdenoiser", "redcnn"] = "clipdenoiser"
     model: ModelConfig = ModelConfig()
     encoder_weights: str = OPENAI_WEIGHTS
     noise: NoiseConfig = NoiseConfig()

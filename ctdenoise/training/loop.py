@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 import ctdenoise
 from ctdenoise.errors import ConfigError, OutputError
-from ctdenoise.model import CLIPDenoiser, count_parameters, encoder_weights_sha256, resolve_clip_weights, save_checkpoint
+from ctdenoise.evaluate.baselines.redcnn import REDCNN
+from ctdenoise.model import CLIPDenoiser, count_parameters, encoder_weights_sha256, resolve_clip_weights
 from ctdenoise.training import distributed
 from ctdenoise.training.config import OPENAI_WEIGHTS, RANDOM_WEIGHTS, TrainConfig, train_config_from_dict
 from ctdenoise.training.data import load_slices, slices_at_least, split_series
@@ -42,6 +43,7 @@ from ctdenoise.training.state import (
     load_training_state,
     prune_checkpoints,
     read_state,
+    save_model,
     save_training_state,
 )
 from ctdenoise.training.validation import ValidationSet, build_validation_set, evaluate
@@ -138,7 +140,7 @@ class _Run:
                    "wall_time_s_this_session": round(time.monotonic() - started, 1)}
         model_dir = self.output_dir / MODEL_DIR
         if runtime.is_main:
-            save_checkpoint(model, model_dir, training_summary=summary, include_encoder=True)
+            save_model(model, model_dir, summary)
             self._log({"event": "end", "iteration": config.iterations, "model_dir": str(model_dir), "wall_time_s": summary["wall_time_s_this_session"]})
         distributed.barrier(runtime)
         return TrainResult(model_dir=model_dir, iterations=config.iterations, validation=last_scores)
@@ -182,10 +184,12 @@ class _Run:
         bar.close()
         return last_scores
 
-    def _model(self) -> tuple[CLIPDenoiser, dict[str, Any]]:
+    def _model(self) -> tuple[CLIPDenoiser | REDCNN, dict[str, Any]]:
         """The denoiser on the device, its encoder set as ``encoder_weights`` says, and a record of which."""
         config = self.config
         torch.manual_seed(config.seed)
+        if config.architecture == "redcnn":
+            return REDCNN().to(self.runtime.device).train(), {"kind": "none (RED-CNN has no encoder)", "init_seed": config.seed}
         model = CLIPDenoiser(config.model)
         if config.encoder_weights == RANDOM_WEIGHTS:
             record = {"kind": "random", "init_seed": config.seed, "init_torch": torch.__version__}

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ctdenoise.errors import CheckpointError
+from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
 from ctdenoise.model import CLIPDenoiser, load_checkpoint, save_checkpoint
 
 STATE_FILE = "training_state.json"
@@ -34,10 +35,17 @@ def checkpoint_dir(checkpoints: Path, iteration: int) -> Path:
     return checkpoints / f"{CHECKPOINT_PREFIX}{iteration:07d}"
 
 
+def save_model(model: CLIPDenoiser | REDCNN, directory: Path, summary: dict[str, Any]) -> Path:
+    """Write ``model`` in its own checkpoint format: a CLIPDenoiser checkpoint or a RED-CNN checkpoint."""
+    if isinstance(model, REDCNN):
+        return save_redcnn(model, directory, training_summary=summary)
+    return save_checkpoint(model, directory, training_summary=summary, include_encoder=True)
+
+
 def save_training_state(
     directory: Path,
     *,
-    model: CLIPDenoiser,
+    model: CLIPDenoiser | REDCNN,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     iteration: int,
@@ -47,7 +55,7 @@ def save_training_state(
     """Write a complete, resumable checkpoint into ``directory`` (atomically) and return it."""
     staging = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    save_checkpoint(model, staging, training_summary=summary, include_encoder=True)
+    save_model(model, staging, summary)
     tensors, scalars = _split_optimizer_state(optimizer.state_dict())
     save_file(tensors, str(staging / OPTIMIZER_FILE))
     state = {
@@ -88,16 +96,19 @@ def read_state(directory: Path) -> dict[str, Any]:
 def load_training_state(
     directory: Path,
     *,
-    model: CLIPDenoiser,
+    model: CLIPDenoiser | REDCNN,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> int:
     """Restore model, optimizer and scheduler from a checkpoint folder; returns its iteration."""
     state = read_state(directory)
-    saved = load_checkpoint(directory)
-    model.load_state_dict(saved.state_dict())
-    model.encoder_weights_sha256 = saved.encoder_weights_sha256
-    model.encoder_weights_origin = saved.encoder_weights_origin
+    if isinstance(model, REDCNN):
+        model.load_state_dict(load_redcnn(directory)[0].state_dict())
+    else:
+        saved = load_checkpoint(directory)
+        model.load_state_dict(saved.state_dict())
+        model.encoder_weights_sha256 = saved.encoder_weights_sha256
+        model.encoder_weights_origin = saved.encoder_weights_origin
     try:
         tensors = load_file(str(directory / OPTIMIZER_FILE))
     except (SafetensorError, OSError) as exc:
