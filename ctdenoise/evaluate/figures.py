@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -52,7 +53,7 @@ def slice_panel(
             axis.set_xticks([])
             axis.set_yticks([])
     if len(images):
-        fig.colorbar(shown, ax=axes[1, :].tolist(), shrink=0.8, label="HU")
+        fig.colorbar(shown, ax=axes[1, -1], location="left", fraction=0.5, label="difference (HU)")
     fig.suptitle(f"{title}  (window C{window.center:g}/W{window.width:g} HU)", fontsize=9)
     return _save(fig, path)
 
@@ -87,7 +88,10 @@ def sweep_plot(
             xs, ys = zip(*sorted(points))
             axis.plot(xs, ys, marker="o", label=method)
         if data is physics:
+            levels = sorted({x for points in data.values() for x, _ in points})
             axis.set_xscale("log")
+            axis.set_xticks(levels, [f"{x:g}" for x in levels])
+            axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             axis.invert_xaxis()
         elif training_sigma is not None:
             axis.axvline(training_sigma, color="gray", linestyle="--", label="training sigma")
