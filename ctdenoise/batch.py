@@ -20,16 +20,17 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from ctdenoise import __version__
-from ctdenoise.errors import CTDenoiseError, OutputError
+from ctdenoise.errors import CTDenoiseError, OutputError, OutputStorageError
 from ctdenoise.inference import InferenceSettings, denoise_volume
 from ctdenoise.io import SeriesRef, atomic_write_dir, find_series, read_volume, write_volume
+from ctdenoise.io.atomic import output_os_error
 
 REPORT_FILE = "report.json"
 LOCK_FILE = ".ctdenoise.lock"
@@ -119,8 +120,11 @@ def plan_jobs(inputs: Sequence[Path]) -> tuple[list[BatchJob], list[SeriesResult
 @contextmanager
 def output_lock(out_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` or raise :class:`OutputError` if another run holds it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(out_dir / LOCK_FILE, "a+")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(out_dir / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise output_os_error(out_dir, exc, "cannot create the output folder's lock file") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -144,11 +148,15 @@ def remove_stale_partials(out_dir: Path) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``, fsynced."""
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise output_os_error(path, exc, "cannot write") from None
 
 
 def check_output_outside_inputs(out_dir: Path, inputs: Sequence[Path]) -> None:
@@ -241,6 +249,11 @@ def run_batch(
                     report.model = label
                 try:
                     result = denoise_one(job, out_dir, model, label, settings, output_format, overwrite, progress)
+                except OutputStorageError as error:  # full or read-only output: every further series would fail
+                    report.series.append(SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error)))
+                    with suppress(OutputError):
+                        write_text_atomic(out_dir / REPORT_FILE, report.to_json())
+                    raise
                 except CTDenoiseError as error:
                     result = SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error))
                 except Exception as error:  # noqa: BLE001 - one bad series must not stop the batch

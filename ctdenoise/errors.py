@@ -88,3 +88,10 @@ class ConfigError(CTDenoiseError):
         self.problem = problem
         where = f"{source}: " if source is not None else ""
         super().__init__(f"{where}config key '{key}': {problem}")
+
+
+class OutputStorageError(OutputError):
+    """The output file system refused a write (full, over quota, read-only, no permission).
+
+    Unlike a problem with one series, this stops a batch: every further series would fail the same way.
+    """

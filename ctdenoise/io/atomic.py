@@ -7,6 +7,7 @@ old target or the complete new one, plus at worst a hidden ``.<name>.partial-*``
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -14,7 +15,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ctdenoise.errors import OutputError
+from ctdenoise.errors import OutputError, OutputStorageError
+
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM})
+"""OSError codes that mean the output file system refuses writes, whatever is written."""
+
+
+def output_os_error(path: Path, exc: OSError, action: str) -> OutputError:
+    """The ctdenoise error for an OSError raised while writing ``path``: OutputStorageError for a full,
+    read-only or forbidden file system (STORAGE_ERRNOS), else OutputError; the message says what was being done."""
+    kind = OutputStorageError if exc.errno in STORAGE_ERRNOS else OutputError
+    return kind(path, f"{action}: {exc.strerror or exc}")
 
 
 def _is_non_empty_dir(path: Path) -> bool:
@@ -38,7 +50,7 @@ def _staging_dir(target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     except OSError as exc:
-        raise OutputError(target, f"cannot create output folder: {exc.strerror or exc}") from None
+        raise output_os_error(target, exc, "cannot create output folder") from None
 
 
 @contextmanager
@@ -58,6 +70,11 @@ def atomic_write_dir(target: Path | str, *, overwrite: bool = False) -> Iterator
     try:
         yield staging
         _publish_dir(staging, target, overwrite=overwrite)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        raise output_os_error(target, exc, "cannot write output") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -75,7 +92,7 @@ def _publish_dir(staging: Path, target: Path, *, overwrite: bool) -> None:
     try:
         os.replace(staging, target)  # replaces a missing or empty target folder atomically
     except OSError as exc:
-        raise OutputError(target, f"cannot publish output folder: {exc.strerror or exc}") from None
+        raise output_os_error(target, exc, "cannot publish output folder") from None
 
 
 @contextmanager
