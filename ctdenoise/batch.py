@@ -31,6 +31,7 @@ from ctdenoise.errors import CTDenoiseError, OutputError, OutputStorageError
 from ctdenoise.inference import InferenceSettings, denoise_volume
 from ctdenoise.io import SeriesRef, atomic_write_dir, find_series, read_volume, write_volume
 from ctdenoise.io.atomic import output_os_error
+from ctdenoise.io.discover import safe_name
 
 REPORT_FILE = "report.json"
 LOCK_FILE = ".ctdenoise.lock"
@@ -108,7 +109,7 @@ def plan_jobs(inputs: Sequence[Path]) -> tuple[list[BatchJob], list[SeriesResult
             failures.append(SeriesResult(key=root.name, input=str(root), status="failed", error=str(error)))
             continue
         for ref in refs:
-            key = f"{root.name}/{ref.key}" if len(inputs) > 1 else ref.key
+            key = f"{safe_name(root.resolve().name)}/{ref.key}" if len(inputs) > 1 else ref.key
             while key in seen:
                 key = f"{key}-{len(seen)}"
             seen.add(key)
@@ -181,6 +182,8 @@ def denoise_one(
     """Read, denoise and publish one series; return its result (errors are caught by the caller)."""
     started = time.perf_counter()
     final_dir = out_dir / job.key
+    if not final_dir.resolve().is_relative_to(out_dir.resolve()):  # e.g. a symlink planted inside OUTDIR
+        raise OutputError(final_dir, f"resolves outside the output folder {out_dir}; refusing to write there")
     with atomic_write_dir(final_dir, overwrite=overwrite) as staging:
         volume = read_volume(job.ref)
         denoised = denoise_volume(model, volume, settings, progress)

@@ -33,14 +33,28 @@ class SeriesRef:
     problems: tuple[tuple[Path, str], ...] = field(default=())
 
 
-def _safe(component: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", component).strip("._")
-    return cleaned or "x"
+MAX_NAME_CHARS = 96
+"""Longest output folder/file name component derived from input names (file systems allow 255 bytes)."""
+
+
+def safe_name(component: str) -> str:
+    """A file-system-safe name for one output path component derived from input names or DICOM values.
+
+    Keeps ASCII letters, digits, '.', '_' and '-' (runs of anything else, separators and control
+    characters included, become '_'); never starts or ends with '.' or '_', so it can be neither
+    '..' nor hidden; never empty ('x'); at most MAX_NAME_CHARS characters (a longer one is cut
+    and ends with 8 hex digits of its sha1, so different long names stay different).
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", component).strip("._") or "x"
+    if len(cleaned) > MAX_NAME_CHARS:
+        digest = hashlib.sha1(component.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        cleaned = f"{cleaned[: MAX_NAME_CHARS - 9].rstrip('._')}-{digest}"
+    return cleaned
 
 
 def _relative_parts(folder: Path, root: Path) -> list[str]:
     try:
-        return [_safe(p) for p in folder.relative_to(root).parts]
+        return [safe_name(p) for p in folder.relative_to(root).parts]
     except ValueError:
         return []
 
@@ -66,7 +80,7 @@ def _is_companion(path: Path) -> bool:
 def _dicom_label(uid: str, series_number) -> str:
     digest = hashlib.sha1(uid.encode()).hexdigest()[:8]
     number = str(series_number).strip() if series_number not in (None, "") else "x"
-    return f"series{_safe(number)}-{digest}"
+    return f"series{safe_name(number)}-{digest}"
 
 
 def find_series(root: Path | str) -> list[SeriesRef]:
@@ -90,7 +104,7 @@ def find_series(root: Path | str) -> list[SeriesRef]:
         kind = image_kind(path)
         if kind is not None:
             stem = path.name[: -len(image_suffix(path))]
-            key = "/".join(_relative_parts(path.parent, base) + [_safe(stem)])
+            key = "/".join(_relative_parts(path.parent, base) + [safe_name(stem)])
             refs.append(SeriesRef((path,), None, kind, key))
             continue
         if _is_companion(path):
@@ -103,7 +117,7 @@ def find_series(root: Path | str) -> list[SeriesRef]:
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         if is_enhanced_ct(ds):
-            label = f"{_dicom_label(uid or path.name, ds.get('SeriesNumber'))}-{_safe(path.stem)}"
+            label = f"{_dicom_label(uid or path.name, ds.get('SeriesNumber'))}-{safe_name(path.stem)}"
             key = "/".join(_relative_parts(path.parent, base) + [label])
             refs.append(SeriesRef((path,), uid or None, "dicom-enhanced", key))
             continue
