@@ -42,6 +42,11 @@ _STALE_PIXEL_KEYWORDS = (
 )
 
 
+# Attributes that every derived object (classic and Enhanced CT) gets new values for.
+_NEW_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "InstanceCreationDate",
+                 "InstanceCreationTime", "ImageType")
+
+
 def new_uid() -> str:
     """The one place where ctdenoise creates DICOM UIDs."""
     return generate_uid()
@@ -89,6 +94,9 @@ def _series_description(source: Dataset, suffix: str) -> str:
 def _common_header(source: Dataset, *, series_uid: str, series_number: int, description_suffix: str,
                    created: datetime) -> Dataset:
     ds = copy.deepcopy(source)
+    for keyword in _NEW_KEYWORDS:  # set afresh, with the dictionary VR (a damaged source may carry another VR)
+        if keyword in ds:
+            delattr(ds, keyword)
     uid = new_uid()
     ds.SOPInstanceUID = uid
     ds.SeriesInstanceUID = series_uid
@@ -185,6 +193,14 @@ def _evidence(source: Dataset) -> Dataset:
     return study
 
 
+def _source_series_number(source: Dataset) -> int:
+    """The source's SeriesNumber, or 0 when it is absent or not one integer (damaged or hostile files)."""
+    try:
+        return int(source.get("SeriesNumber", 0) or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def _check_writable(volume: Volume, hu: np.ndarray, out_dir: Path) -> None:
     if not volume.dicom_datasets:
         raise OutputError(out_dir, f"the source {volume.source_path} is not DICOM; write NIfTI/NRRD instead")
@@ -215,7 +231,7 @@ def write_derived_dicom(
     _check_writable(volume, hu, out_dir)
     hu = np.asarray(hu, dtype=np.float32)
     first = volume.dicom_datasets[0]
-    number = series_number if series_number is not None else int(first.get("SeriesNumber", 0) or 0) + DEFAULT_DERIVED_SERIES_OFFSET
+    number = series_number if series_number is not None else _source_series_number(first) + DEFAULT_DERIVED_SERIES_OFFSET
     header = dict(
         series_uid=new_uid(),
         series_number=number,
