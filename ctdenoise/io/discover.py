@@ -41,11 +41,11 @@ def safe_name(component: str) -> str:
     """A file-system-safe name for one output path component derived from input names or DICOM values.
 
     Keeps ASCII letters, digits, '.', '_' and '-' (runs of anything else, separators and control
-    characters included, become '_'); never starts or ends with '.' or '_', so it can be neither
-    '..' nor hidden; never empty ('x'); at most MAX_NAME_CHARS characters (a longer one is cut
+    characters included, become '_'); never starts with '.', '_' or '-' nor ends with '.' or '_',
+    so it can be neither '..', hidden, nor read as a command-line option; never empty ('x'); at most MAX_NAME_CHARS characters (a longer one is cut
     and ends with 8 hex digits of its sha1, so different long names stay different).
     """
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", component).strip("._") or "x"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", component).lstrip("._-").rstrip("._") or "x"
     if len(cleaned) > MAX_NAME_CHARS:
         digest = hashlib.sha1(component.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         cleaned = f"{cleaned[: MAX_NAME_CHARS - 9].rstrip('._')}-{digest}"
