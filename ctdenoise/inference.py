@@ -9,21 +9,23 @@ of slices: a 512x512x600 series is processed in ``ceil(600 / batch_size)`` indep
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ctdenoise.accelerate import InferenceModel, prepare_model
+from ctdenoise.accelerate import resolve_precision as resolve_autocast_dtype  # noqa: F401 - public name kept
 from ctdenoise.errors import ConfigError
+from ctdenoise.transfer import BatchTransfer
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 
 if TYPE_CHECKING:
     from ctdenoise.io import Volume
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 #: Slices per forward pass when the caller does not choose: small on the CPU (activations of a
 #: 512x512 slice take ~0.4 GB in fp32), large on a GPU where throughput grows with the batch.
@@ -32,15 +34,19 @@ DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 16}
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """How to run the model: ``device`` (auto|cpu|cuda[:N]), ``precision`` (auto|fp32|bf16), ``batch_size``.
+    """How to run the model: ``device`` (auto|cpu|cuda[:N]), ``precision`` (auto|fp32|bf16|fp16),
+    ``batch_size``, ``compile``.
 
-    ``precision="auto"`` means bf16 autocast on a CUDA device that supports it and fp32 elsewhere.
-    ``batch_size=None`` picks :data:`DEFAULT_BATCH_SIZE` for the device type.
+    ``precision="auto"`` means fp16 autocast on a CUDA device and fp32 on the CPU
+    (:func:`ctdenoise.accelerate.resolve_precision` says why); ``"fp32"`` forces full precision everywhere.
+    ``batch_size=None`` picks :data:`DEFAULT_BATCH_SIZE` for the device type. ``compile`` runs the model
+    through ``torch.compile`` (a one-off compilation per process, then every batch reuses it).
     """
 
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.device.split(":")[0] not in DEVICE_CHOICES:
@@ -63,17 +69,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
 def denoise_hu(
     model: torch.nn.Module,
     hu: np.ndarray,
@@ -82,32 +77,42 @@ def denoise_hu(
 ) -> np.ndarray:
     """Denoise a HU array of shape (slices, rows, cols) or (rows, cols) with ``model``.
 
-    Returns float32 HU of the same shape. The model is put in eval mode and run under
-    ``torch.inference_mode``, so the result is deterministic for a given device and precision.
-    ``progress`` (if given) is called with the number of slices finished after each batch.
+    Returns float32 HU of the same shape. The model runs through :func:`ctdenoise.accelerate.prepare_model`
+    (a prepared copy; ``model`` itself is unchanged; pass an :class:`~ctdenoise.accelerate.InferenceModel`
+    to prepare once for many calls) under ``torch.inference_mode``, so the result is deterministic for a
+    given device and precision. ``progress`` (if given) is called with the number of slices finished
+    after each batch.
     """
     array = np.asarray(hu, dtype=np.float32)
     if array.ndim == 2:
         return denoise_hu(model, array[None], settings, progress)[0]
     if array.ndim != 3:
         raise ValueError(f"expected a (slices, rows, cols) HU array, got shape {array.shape}")
-    device = resolve_device(settings.device)
-    batch_size = settings.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 4)
-    autocast_dtype = resolve_autocast_dtype(device, settings.precision)
-    model.eval().to(device)
+    runner = prepare_for_settings(model, settings)
+    batch_size = runner.fixed_batch_size or settings.batch_size or DEFAULT_BATCH_SIZE.get(runner.device.type, 4)
     output = np.empty_like(array)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    )
-    with torch.inference_mode(), autocast:
+    transfer = BatchTransfer(runner.device, (batch_size, *array.shape[1:]))
+    with torch.inference_mode():
         for start in range(0, array.shape[0], batch_size):
             stop = min(start + batch_size, array.shape[0])
-            batch = torch.from_numpy(array[start:stop]).to(device, non_blocking=True).unsqueeze(1)
-            clean = model(hu_to_unit(batch)).float()
-            output[start:stop] = unit_to_hu(clean).squeeze(1).cpu().numpy()
-            if progress is not None:
-                progress(stop - start)
+            batch = transfer.upload(array[start:stop], pad_to=runner.fixed_batch_size)
+            clean = unit_to_hu(runner(hu_to_unit(batch.unsqueeze(1)))).squeeze(1)
+            finished = transfer.download(clean[: stop - start], output[start:stop])
+            if progress is not None and finished:
+                progress(finished)
+        finished = transfer.flush()
+        if progress is not None and finished:
+            progress(finished)
     return output
+
+
+def prepare_for_settings(model: torch.nn.Module, settings: InferenceSettings) -> InferenceModel:
+    """``model`` prepared for ``settings`` (device, precision, compile); an InferenceModel is kept as it is."""
+    if isinstance(model, InferenceModel):
+        return model
+    device = resolve_device(settings.device)
+    batch_size = settings.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 4)
+    return prepare_model(model, device, settings.precision, compile=settings.compile, batch_size=batch_size)
 
 
 def denoise_volume(
