@@ -37,7 +37,11 @@ def decode_stored(ds: Dataset, path: Path) -> np.ndarray:
             raise PixelDataError(path, f"pixel data truncated: {have:,} bytes, the header declares {want:,}")
     try:
         stored = ds.pixel_array
-    except Exception as exc:  # plugins raise many types; the user needs file and reason, not a traceback
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # plugins raise many types; the user needs file and reason, not a traceback.
+        # BaseException: the Rust decoders (pylibjpeg-rle) raise pyo3 PanicException on corrupt data,
+        # which is not an Exception and would otherwise end the whole batch.
         raise PixelDataError(
             path, f"cannot decode pixel data ({ds.file_meta.TransferSyntaxUID.name}): {type(exc).__name__}: {exc}"
         ) from None
