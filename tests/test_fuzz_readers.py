@@ -33,6 +33,7 @@ from fuzz_corpus.mutations import (
     read_measured,
     set_length,
     set_nifti_field,
+    set_value,
     truncate,
 )
 
@@ -113,7 +114,7 @@ def edit_header(ds: pydicom.Dataset, edits) -> pydicom.Dataset:
     ds = copy.deepcopy(ds)
     for action, keyword, value in edits:
         if action == "set":
-            setattr(ds, keyword, value)
+            set_value(ds, keyword, value)
         elif action == "delete":
             holder = ds.file_meta if keyword == "TransferSyntaxUID" else ds
             if keyword in holder:
@@ -258,3 +259,12 @@ def test_nifti_header_field_offsets_match_nibabel():
     data = NIFTI_SEED.read_bytes()
     assert struct.unpack_from("<8h", data, NIFTI_FIELDS["dim"][0]) == tuple(int(v) for v in header["dim"])
     assert struct.unpack_from("<f", data, NIFTI_FIELDS["scl_inter"][0])[0] == float(header["scl_inter"])
+
+
+def test_a_decoder_panic_on_corrupt_rle_data_is_a_pixel_data_error(tmp_path):
+    """pylibjpeg-rle panics (pyo3 PanicException, not an Exception) on this one-byte change; found by the fuzzer."""
+    seed = next(p for p in DICOM_SEEDS if p.name == "ct_small_rle.dcm")
+    path = tmp_path / "rle_panic.dcm"
+    path.write_bytes(flip_bytes(seed.read_bytes(), [(7549, 214)]))
+    with pytest.raises(PixelDataError, match="cannot decode pixel data .RLE Lossless.: PanicException"):
+        read_volume(path)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from ctdenoise.errors import InputError
 from ctdenoise.io import Volume, find_series, read_volume
@@ -108,6 +109,14 @@ def set_nifti_field(data: bytes, name: str, values: tuple) -> bytes:
     out = bytearray(data)
     struct.pack_into(fmt, out, offset, *values)
     return bytes(out)
+
+
+def set_value(ds: pydicom.Dataset, keyword: str, value) -> None:
+    """Set an attribute to ``value``; a value its dictionary VR refuses is stored as text (VR LO), as damaged files have it."""
+    try:
+        setattr(ds, keyword, value)
+    except (TypeError, ValueError, OverflowError):
+        ds.add_new(pydicom.datadict.tag_for_keyword(keyword), "LO", str(value))
 
 
 @dataclass(frozen=True)
