@@ -12,7 +12,9 @@ quarter-dose version from :func:`ctdenoise.simulate.simulate_low_dose` for each 
 takes, fp32 on the CPU), and PSNR/SSIM/RMSE are computed against the normal-dose slice under the
 ``redcnn`` and ``clip-paper`` protocols, averaged over slices and seeds. The noisy input is scored as
 the baseline row. ``--export-best`` writes the run with the highest ``redcnn`` PSNR in half precision
-(safetensors + JSON, encoder included) and scores that exported copy too.
+(safetensors + JSON, encoder included) and scores that exported copy too. The checkpoint format keeps
+encoder tensors in float32 unless float16 holds them exactly (so their sha256 stays verifiable); a random
+or trained encoder is therefore rounded to float16 first, which the exported copy's row measures.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ctdenoise.evaluate.metrics import compute_metrics
 from ctdenoise.inference import InferenceSettings, denoise_hu
@@ -81,6 +84,14 @@ def describe(model_dir: Path) -> dict:
     }
 
 
+def round_encoder_to_half(model: torch.nn.Module) -> None:
+    """Round every floating encoder tensor to the nearest float16 value (kept as float32)."""
+    with torch.no_grad():
+        for tensor in model.encoder.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A Markdown table: one row per model (and the noisy input)."""
     lines = [
@@ -125,6 +136,7 @@ def main() -> None:
     best = max(trained, key=lambda row: row["scores"]["mean"]["redcnn"]["psnr"])
     if args.export_best is not None:
         model = load_checkpoint(Path(best["run"]) / MODEL_DIR)
+        round_encoder_to_half(model)
         summary = json.loads((Path(best["run"]) / MODEL_DIR / "config.json").read_text())["training_summary"]
         save_checkpoint(model, args.export_best, training_summary=summary, include_encoder=True, half=True)
         rows.append({"name": f"{best['name']} exported fp16 ({args.export_best})", "encoder_text": best["encoder_text"],

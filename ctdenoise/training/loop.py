@@ -121,7 +121,7 @@ class _Run:
             "recipe": config.to_dict(),
             "encoder_weights": encoder_record,
             "data": {
-                "train_series": [s.name if s.name == s.ref.key else f"{s.name}/{s.ref.key}" for s in split.train],
+                "train_series": [s.ref.key for s in split.train],
                 "train_slices": len(train_slices),
                 "validation_series": [s.ref.key for s in split.validation],
                 "excluded": list(config.data.exclude),
