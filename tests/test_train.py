@@ -22,7 +22,8 @@ from ctdenoise.cli import main as cli_main
 from ctdenoise.errors import ConfigError, OutputError
 from ctdenoise.model import load_checkpoint
 from ctdenoise.training import load_train_config, train, train_config_from_dict
-from ctdenoise.training.config import AugmentConfig
+from ctdenoise.training.config import AugmentConfig, DataConfig
+from ctdenoise.training.data import split_series
 from ctdenoise.training.loop import CHECKPOINTS, LOG_FILE, MODEL_DIR
 from ctdenoise.training.pairs import dihedral, mixup
 from ctdenoise.training.state import OPTIMIZER_FILE, checkpoint_dir, read_state
@@ -140,6 +141,16 @@ def test_a_misspelt_validation_patient_is_refused(data_root: Path, tmp_path: Pat
     with pytest.raises(ConfigError) as caught:
         train(config, tmp_path / "run", progress=False)
     assert caught.value.key == "data.validation" and "patient_c" in str(caught.value)
+
+
+def test_a_mayo_tree_is_split_by_patient_folder(build_series, tmp_path: Path) -> None:
+    for patient in ("L067", "L096", "L506"):
+        build_series([0.0], name=f"mayo/{patient}/full_1mm", source="CT_small.dcm")
+        build_series([0.0], name=f"mayo/{patient}/quarter_1mm", source="CT_small.dcm")
+    config = DataConfig(root=str(tmp_path / "mayo"), layout="mayo2016", validation=("L096",), exclude=("L506",))
+    split = split_series(config)
+    assert [s.name for s in split.train] == ["L067"] and [s.name for s in split.validation] == ["L096"]
+    assert all("full_1mm" in str(s.ref.paths[0]) for s in split.train + split.validation)
 
 
 # ---------------------------------------------------------------- augmentation

@@ -97,6 +97,7 @@ class _Run:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.resume_from = self._check_output(resume)
+        distributed.barrier(runtime)  # every rank has checked the folder before rank 0 writes into it
 
     def run(self) -> TrainResult:
         config, runtime = self.config, self.runtime
