@@ -8,7 +8,10 @@ Guarantees (see README, "Reliability"):
 * a re-run skips series whose folder is already published (resume) unless ``overwrite`` is set;
 * two runs on the same OUTDIR cannot interleave: the second is refused while the first holds the lock;
 * ``report.json`` is rewritten atomically after every series and never contains patient data
-  (series are named by their input-relative key, errors by file path and problem).
+  (series are named by their input-relative key, errors by file path and problem);
+* the next series is read in a background thread while the current one is denoised (at most two
+  series are held in memory at once), and the model is prepared once for the whole run
+  (:func:`ctdenoise.inference.prepare_for_settings`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,8 +32,8 @@ import torch
 
 from ctdenoise import __version__
 from ctdenoise.errors import CTDenoiseError, OutputError, OutputStorageError
-from ctdenoise.inference import InferenceSettings, denoise_volume
-from ctdenoise.io import SeriesRef, atomic_write_dir, find_series, read_volume, write_volume
+from ctdenoise.inference import InferenceSettings, denoise_volume, prepare_for_settings
+from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, find_series, read_volume, write_volume
 from ctdenoise.io.atomic import output_os_error
 from ctdenoise.io.discover import safe_name
 
@@ -178,15 +182,18 @@ def denoise_one(
     output_format: str,
     overwrite: bool,
     progress: Callable[[int], None] | None,
+    read: Callable[[BatchJob], Volume] | None = None,
+    prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> SeriesResult:
-    """Read, denoise and publish one series; return its result (errors are caught by the caller)."""
+    """Read (with ``read``, default :func:`read_volume`), denoise (with ``prepare(model)`` when given) and
+    publish one series; return its result (errors are caught by the caller)."""
     started = time.perf_counter()
     final_dir = out_dir / job.key
     if not final_dir.resolve().is_relative_to(out_dir.resolve()):  # e.g. a symlink planted inside OUTDIR
         raise OutputError(final_dir, f"resolves outside the output folder {out_dir}; refusing to write there")
     with atomic_write_dir(final_dir, overwrite=overwrite) as staging:
-        volume = read_volume(job.ref)
-        denoised = denoise_volume(model, volume, settings, progress)
+        volume = read(job) if read is not None else read_volume(job.ref)
+        denoised = denoise_volume(prepare(model) if prepare else model, volume, settings, progress)
         is_dicom_output = output_format == "dicom" or (output_format == "same" and volume.dicom_datasets)
         write_volume(
             volume,
@@ -204,6 +211,100 @@ def denoise_one(
         seconds=round(time.perf_counter() - started, 3),
         output=str(final_dir.relative_to(out_dir)),
     )
+
+
+class SeriesPrefetcher:
+    """Reads series ahead in one background thread: while series k is denoised, series k + 1 is read.
+
+    :meth:`read` returns the volume of a job in ``jobs`` (read errors are raised there, in the caller's
+    thread, exactly as :func:`read_volume` raises them) and starts reading the job after it.
+    """
+
+    def __init__(self, jobs: Sequence[BatchJob]) -> None:
+        self._next = {a.key: b for a, b in zip(jobs, jobs[1:])}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctdenoise-read")
+        self._futures: dict[str, Future[Volume]] = {}
+        if jobs:
+            self._start(jobs[0])
+
+    def _start(self, job: BatchJob) -> None:
+        if job.key not in self._futures:
+            self._futures[job.key] = self._executor.submit(read_volume, job.ref)
+
+    def read(self, job: BatchJob) -> Volume:
+        self._start(job)
+        future = self._futures.pop(job.key)
+        following = self._next.get(job.key)
+        if following is not None:
+            self._start(following)
+        return future.result()
+
+    def close(self) -> None:
+        """Drop reads nobody asked for and stop the thread."""
+        for future in self._futures.values():
+            future.cancel()
+        self._executor.shutdown(wait=True)
+        self._futures.clear()
+
+
+def process_jobs(
+    jobs: Sequence[BatchJob],
+    out_dir: Path,
+    load_model: Callable[[], tuple[torch.nn.Module, str]],
+    report: BatchReport,
+    report_path: Path,
+    *,
+    settings: InferenceSettings,
+    output_format: str,
+    overwrite: bool,
+    on_series_done: Callable[[SeriesResult], None] | None,
+    progress: Callable[[int], None] | None,
+) -> BatchReport:
+    """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
+    ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
+    (:func:`ctdenoise.inference.prepare_for_settings`) once, when the first series is denoised."""
+    todo = [job for job in jobs if overwrite or not (out_dir / job.key).exists()]
+    model: torch.nn.Module | None = None
+    label = ""
+    prefetcher = SeriesPrefetcher(todo)
+    prepared: list[torch.nn.Module] = []
+
+    def prepare_once(raw: torch.nn.Module) -> torch.nn.Module:
+        if not prepared:
+            prepared.append(prepare_for_settings(raw, settings))
+        return prepared[0]
+
+    try:
+        for job in jobs:
+            if (out_dir / job.key).exists() and not overwrite:
+                result = SeriesResult(job.key, str(job.ref.paths[0]), "skipped", output=job.key)
+            else:
+                if model is None:
+                    model, label = load_model()
+                    report.model = label
+                try:
+                    result = denoise_one(
+                        job, out_dir, model, label, settings, output_format, overwrite, progress,
+                        read=prefetcher.read, prepare=prepare_once,
+                    )
+                except OutputStorageError as error:  # full or read-only output: every further series would fail
+                    report.series.append(SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error)))
+                    with suppress(OutputError):
+                        write_text_atomic(report_path, report.to_json())
+                    raise
+                except CTDenoiseError as error:
+                    result = SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error))
+                except Exception as error:  # noqa: BLE001 - one bad series must not stop the batch
+                    result = SeriesResult(
+                        job.key, str(job.ref.paths[0]), "failed", error=f"unexpected {type(error).__name__}: {error}"
+                    )
+            report.series.append(result)
+            write_text_atomic(report_path, report.to_json())
+            if on_series_done is not None:
+                on_series_done(result)
+    finally:
+        prefetcher.close()
+    return report
 
 
 def run_batch(
@@ -240,32 +341,10 @@ def run_batch(
 
     with output_lock(out_dir):
         remove_stale_partials(out_dir)
-        model: torch.nn.Module | None = None
-        label = ""
         report = BatchReport(model="", output_format=output_format, series=failures, discovery_problems=problems)
-        for job in jobs:
-            if (out_dir / job.key).exists() and not overwrite:
-                result = SeriesResult(job.key, str(job.ref.paths[0]), "skipped", output=job.key)
-            else:
-                if model is None:
-                    model, label = load_model()
-                    report.model = label
-                try:
-                    result = denoise_one(job, out_dir, model, label, settings, output_format, overwrite, progress)
-                except OutputStorageError as error:  # full or read-only output: every further series would fail
-                    report.series.append(SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error)))
-                    with suppress(OutputError):
-                        write_text_atomic(out_dir / REPORT_FILE, report.to_json())
-                    raise
-                except CTDenoiseError as error:
-                    result = SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error))
-                except Exception as error:  # noqa: BLE001 - one bad series must not stop the batch
-                    result = SeriesResult(
-                        job.key, str(job.ref.paths[0]), "failed", error=f"unexpected {type(error).__name__}: {error}"
-                    )
-            report.series.append(result)
-            write_text_atomic(out_dir / REPORT_FILE, report.to_json())
-            if on_series_done is not None:
-                on_series_done(result)
+        process_jobs(
+            jobs, out_dir, load_model, report, out_dir / REPORT_FILE, settings=settings, output_format=output_format,
+            overwrite=overwrite, on_series_done=on_series_done, progress=progress,
+        )
         write_text_atomic(out_dir / REPORT_FILE, report.to_json())
     return report
