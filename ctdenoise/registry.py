@@ -7,6 +7,7 @@ for shipped models, a ``MODEL_CARD.md``. Shipped models live in ``ctdenoise/mode
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ctdenoise.errors import ModelError
@@ -64,3 +65,15 @@ def model_card(spec: str | Path | None = None) -> str | None:
     """The Markdown model card of the model named by ``spec``, or None when it has none."""
     card = resolve_model_dir(spec) / MODEL_CARD_FILE
     return card.read_text(encoding="utf-8") if card.is_file() else None
+
+
+def model_label(spec: str | Path | None = None) -> str:
+    """A short provenance label for outputs: the model's name and the first 12 hex digits of the sha256
+    of its ``model.safetensors`` as recorded in its ``config.json``, e.g. ``default@be8bd0d1ebba``."""
+    directory = resolve_model_dir(spec)
+    name = DEFAULT_MODEL_NAME if spec is None else Path(str(spec)).name
+    try:
+        digest = json.loads((directory / "config.json").read_text(encoding="utf-8"))["tensors"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"{directory / 'config.json'}: cannot read the model's recorded sha256 ({error})") from None
+    return f"{name}@{str(digest)[:12]}"
