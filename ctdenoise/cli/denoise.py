@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ctdenoise.batch import REPORT_FILE, SeriesResult, run_batch
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
+from ctdenoise.distributed import RankInfo, run_batch_distributed
 from ctdenoise.inference import DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
 from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, resolve_model_dir
 
@@ -64,14 +65,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             log.info("%s: %s (%s slices, %s s)", result.key, result.status, result.slices, result.seconds)
 
+    rank = RankInfo.from_env()  # set under torchrun: this process denoises its share of the series
     try:
-        report = run_batch(
-            args.inputs, args.output, load, settings=settings, output_format=args.output_format,
-            overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=on_series_done, progress=bar.update,
-        )
+        if rank is not None and not args.dry_run:
+            report = run_batch_distributed(
+                args.inputs, args.output, load, rank, settings=settings, output_format=args.output_format,
+                overwrite=args.overwrite, on_series_done=on_series_done, progress=bar.update,
+            )
+        else:
+            report = run_batch(
+                args.inputs, args.output, load, settings=settings, output_format=args.output_format,
+                overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=on_series_done, progress=bar.update,
+            )
     finally:
         bar.close()
-    if args.dry_run:
+    if args.dry_run and (rank is None or rank.rank == 0):
         print(report.to_json())
     failed = [s for s in report.series if s.status == "failed"]
     log.info("%d series, %d failed; report: %s", len(report.series), len(failed), args.output / REPORT_FILE)
