@@ -13,7 +13,7 @@ from ctdenoise.batch import REPORT_FILE, SeriesResult, run_batch
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
 from ctdenoise.distributed import RankInfo, run_batch_distributed
 from ctdenoise.inference import DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
-from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, resolve_model_dir
+from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, resolve_model_dir
 
 log = logging.getLogger("ctdenoise.denoise")
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     def load() -> tuple:
         model = load_model(args.model, clip_weights=args.clip_weights)
-        return model, str(args.model)
+        return model, model_label(args.model)
 
     bar = tqdm(unit="slice", desc="denoising", disable=None, file=sys.stderr)
 
