@@ -106,13 +106,18 @@ def reference(archive, tiny_checkpoint, tmp_path) -> tuple[dict[str, np.ndarray]
     return {key: read_volume(folder).hu for key, folder in series_folders(out).items()}, seconds
 
 
-def wait_for_work(out: Path, process: subprocess.Popen, timeout: float = 120.0) -> bool:
-    """Wait until the run has started writing a series (a staging folder exists); False if it exited first."""
+def staging_folders(out: Path) -> set[Path]:
+    return {p for p in out.rglob(".*") if ".partial-" in p.name} if out.is_dir() else set()
+
+
+def wait_for_work(out: Path, process: subprocess.Popen, stale: set[Path], timeout: float = 120.0) -> bool:
+    """Wait until the run has started writing a series (a staging folder not in ``stale`` exists);
+    False if it exited first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        if out.is_dir() and any(".partial-" in p.name for p in out.rglob(".*")):
+        if staging_folders(out) - stale:
             return True
         time.sleep(0.005)
     raise AssertionError("the run never started writing")
@@ -128,9 +133,10 @@ def kill_trial(archive, checkpoint, out, expected, reference, rng: random.Random
     voxels, work_seconds = reference
     events = []
     for _ in range(kills):
+        stale = staging_folders(out)  # left by the previous kill; the run removes them when it starts
         process = subprocess.Popen(cli_command(archive, out, checkpoint), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        if wait_for_work(out, process):
+        if wait_for_work(out, process, stale):
             if check_lock:  # a second run while this one works is refused
                 assert main(denoise_args(archive, out, checkpoint)) == EXIT_USAGE
                 check_lock = False
