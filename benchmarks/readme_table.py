@@ -1,0 +1,64 @@
+"""Markdown tables for the README from the benchmark JSON files (so the README holds their output verbatim).
+
+Usage: python benchmarks/readme_table.py THROUGHPUT.json [MORE_THROUGHPUT.json ...] [--accuracy A.json]
+       [--e2e E.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def run_line(data: dict) -> str:
+    """The machine, versions, date and load of one benchmark run, as one Markdown line."""
+    machine = data.get("gpu") or f"{data['cpu']} ({data['cpu_count']} cores, torch threads {data['torch_threads']})"
+    return (f"{machine}; native bf16: {data['cpu_native_bf16']}; Python {data['python']}, torch {data['torch']}; "
+            f"{data['date_utc']}; load average (1/5/15 min) {data['loadavg_start']} at start, "
+            f"{data['loadavg_end']} at end; model: {data['model']}")
+
+
+def throughput_table(data: dict) -> list[str]:
+    lines = ["| variant | batch | slices/s | s per batch | x reference | peak MiB | load (1 min) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["results"]:
+        lines.append(f"| {r['variant']} | {r['batch_size']} | {r['slices_per_second']:.3f} | {r['median_seconds']:.3f} "
+                     f"| {r['speedup_vs_reference']:.2f} | {r['peak_memory_mib']:.0f} | {r['loadavg_1min']:.2f} |")
+    return lines
+
+
+def accuracy_table(data: dict) -> list[str]:
+    lines = ["| precision | mean abs dHU | max abs dHU | p99 abs dHU | within budget (0.5 / 3 HU) |", "|---|---:|---:|---:|---|"]
+    for r in data["results"]:
+        lines.append(f"| {r['precision']} | {r['mean_abs_dhu']:.4f} | {r['max_abs_dhu']:.3f} | {r['p99_abs_dhu']:.3f} "
+                     f"| {'yes' if r['within_budget'] else 'no'} |")
+    return lines
+
+
+def e2e_table(data: dict) -> list[str]:
+    s, q = data["seconds"], data["ratios"]
+    return [
+        "| slices | read s | compute s | write s | I/O floor s | CLI total s | CLI / floor | (read+compute+write) / floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {data['slices']} | {s['read_s']:.2f} | {s['compute_s']:.2f} | {s['write_s']:.2f} | {s['io_floor_s']:.2f} "
+        f"| {s['cli_total_s']:.2f} | {q['cli_over_io_floor']:.1f} | {q['sum_over_io_floor']:.1f} |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("throughput", nargs="*", type=Path)
+    parser.add_argument("--accuracy", type=Path)
+    parser.add_argument("--e2e", type=Path, nargs="*", default=[])
+    args = parser.parse_args()
+    sections = [(p, throughput_table) for p in args.throughput] + [(p, e2e_table) for p in args.e2e]
+    sections += [(args.accuracy, accuracy_table)] if args.accuracy else []
+    for path, table in sections:
+        data = json.loads(path.read_text())
+        print(f"{data['benchmark']} ({path.name}): {run_line(data)}\n")
+        print("\n".join(table(data)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
