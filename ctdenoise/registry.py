@@ -69,7 +69,7 @@ def model_card(spec: str | Path | None = None) -> str | None:
 
 def model_label(spec: str | Path | None = None) -> str:
     """A short provenance label for outputs: the model's name and the first 12 hex digits of the sha256
-    of its ``model.safetensors`` as recorded in its ``config.json``, e.g. ``default@be8bd0d1ebba``."""
+    of its ``model.safetensors`` as recorded in its ``config.json``, e.g. ``default@0e811f2a5ab0``."""
     directory = resolve_model_dir(spec)
     name = DEFAULT_MODEL_NAME if spec is None else Path(str(spec)).name
     try:
