@@ -83,7 +83,12 @@ def assert_each_series_exactly_once(out: Path, reference: dict[str, np.ndarray] 
         if isinstance(reference[key], int):
             assert hu.shape[0] == reference[key]
         else:
-            np.testing.assert_array_equal(hu, reference[key])
+            # The reference is computed in the pytest process, whose torch thread count other tests change;
+            # float sums then differ in the last bits, and rounding to the stored integer can flip a voxel by
+            # one stored unit (1 HU here). Anything else (a missing, stale or half-written slice) differs widely.
+            differs = hu != reference[key]
+            assert differs.mean() < 1e-3
+            np.testing.assert_allclose(hu, reference[key], rtol=0, atol=1.0)
     assert not [p for p in out.rglob("*") if any(tag in p.name for tag in HIDDEN_STAGING)]
     report = json.loads((out / REPORT_FILE).read_text())
     assert sorted(s["key"] for s in report["series"]) == sorted(reference)
