@@ -24,7 +24,7 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor
 
-from ctdenoise.inference import InferenceSettings, denoise_hu
+from ctdenoise.inference import InferenceSettings, denoise_hu, prepare_for_settings
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 
 __all__ = ["HUToModelRange", "HUToModelRanged", "DenoiseSlices", "DenoiseSlicesd"]
@@ -90,7 +90,7 @@ class DenoiseSlices(Transform):
     ) -> None:
         if spatial_dim not in (0, 1, 2):
             raise ValueError(f"spatial_dim must be 0, 1 or 2, got {spatial_dim}")
-        self.model = model
+        self.model = prepare_for_settings(model, settings)  # fold/convert once, not on every call
         self.spatial_dim = spatial_dim
         self.settings = settings
 
