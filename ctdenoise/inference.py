@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ctdenoise.accelerate import InferenceModel, prepare_model
-from ctdenoise.accelerate import resolve_precision as resolve_autocast_dtype  # noqa: F401 - public name kept
 from ctdenoise.errors import ConfigError
 from ctdenoise.transfer import BatchTransfer
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
