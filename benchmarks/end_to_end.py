@@ -13,7 +13,7 @@ values: :func:`ctdenoise.examples.build_series_from_slice`). Measured, in this o
 Prints a table and writes JSON with the ratios cli/io_floor and (read+compute+write)/io_floor.
 
 Usage: python benchmarks/end_to_end.py OUT.json [--slices 300] [--device auto] [--precision auto]
-       [--batch-size N] [--compile] [--model auto|random|PATH]
+       [--batch-size N] [--compile] [--cuda-graphs] [--model auto|random|PATH] [--slice-file DCM]
 """
 
 from __future__ import annotations
@@ -62,16 +62,20 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--model", default="auto")
+    parser.add_argument("--slice-file", type=Path, default=None,
+                        help=f"the real slice to repeat (default: pydicom-data's {SLICE_FILE})")
     args = parser.parse_args()
-    settings = InferenceSettings(args.device, args.precision, args.batch_size, args.compile)
+    settings = InferenceSettings(args.device, args.precision, args.batch_size, args.compile, args.cuda_graphs)
+    slice_file = args.slice_file or Path(get_testdata_file(SLICE_FILE, download=False))
     device = resolve_device(args.device)
     env = environment(device)
     model, label = load_benchmark_model(args.model)
     with tempfile.TemporaryDirectory(prefix="ctdenoise-e2e-") as tmp:
         work = Path(tmp)
         series = build_series_from_slice(
-            get_testdata_file(SLICE_FILE, download=False), work / "in" / "series",
+            slice_file, work / "in" / "series",
             [k * SLICE_SPACING_MM for k in range(args.slices)],
         )
         checkpoint = save_checkpoint(model, work / "model")
@@ -90,6 +94,7 @@ def main() -> None:
                     "--device", args.device, "--precision", args.precision]
         cli_args += ["--batch-size", str(args.batch_size)] if args.batch_size else []
         cli_args += ["--compile"] if args.compile else []
+        cli_args += ["--cuda-graphs"] if args.cuda_graphs else []
         code, cli_s = stopwatch(lambda: cli_main(cli_args))
         if code != 0:
             raise SystemExit(f"ctdenoise denoise exited with {code}")
@@ -111,9 +116,9 @@ def main() -> None:
     for name, value in ratios.items():
         print(f"{name:<28}{value:>10.2f}")
     write_json(args.out, {
-        "benchmark": "end_to_end", "model": label, "slices": args.slices, "slice_file": SLICE_FILE,
+        "benchmark": "end_to_end", "model": label, "slices": args.slices, "slice_file": slice_file.name,
         "settings": {"device": args.device, "precision": args.precision, "batch_size": args.batch_size,
-                     "compile": args.compile},
+                     "compile": args.compile, "cuda_graphs": args.cuda_graphs},
         **env, "seconds": {k: round(v, 3) for k, v in rows.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
     })

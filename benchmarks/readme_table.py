@@ -1,6 +1,6 @@
 """Markdown tables for the README from the benchmark JSON files (so the README holds their output verbatim).
 
-Usage: python benchmarks/readme_table.py THROUGHPUT.json [MORE_THROUGHPUT.json ...] [--accuracy A.json]
+Usage: python benchmarks/readme_table.py THROUGHPUT.json [MORE_THROUGHPUT.json ...] [--accuracy A.json ...]
        [--e2e E.json ...]
 """
 
@@ -23,15 +23,20 @@ def throughput_table(data: dict) -> list[str]:
     lines = ["| variant | batch | slices/s | s per batch | x reference | peak MiB | load (1 min) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in data["results"]:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {r['batch_size']} | failed: {r['error']} | | | | |")
+            continue
         lines.append(f"| {r['variant']} | {r['batch_size']} | {r['slices_per_second']:.3f} | {r['median_seconds']:.3f} "
                      f"| {r['speedup_vs_reference']:.2f} | {r['peak_memory_mib']:.0f} | {r['loadavg_1min']:.2f} |")
     return lines
 
 
 def accuracy_table(data: dict) -> list[str]:
-    lines = ["| precision | mean abs dHU | max abs dHU | p99 abs dHU | within budget (0.5 / 3 HU) |", "|---|---:|---:|---:|---|"]
+    lines = ["| device | precision | CUDA graph | mean abs dHU | max abs dHU | p99 abs dHU | within budget (0.5 / 3 HU) |",
+             "|---|---|---|---:|---:|---:|---|"]
     for r in data["results"]:
-        lines.append(f"| {r['precision']} | {r['mean_abs_dhu']:.4f} | {r['max_abs_dhu']:.3f} | {r['p99_abs_dhu']:.3f} "
+        graphs = "yes" if r.get("cuda_graphs") else "no"
+        lines.append(f"| {data['device']} | {r['precision']} | {graphs} | {r['mean_abs_dhu']:.4f} | {r['max_abs_dhu']:.3f} | {r['p99_abs_dhu']:.3f} "
                      f"| {'yes' if r['within_budget'] else 'no'} |")
     return lines
 
@@ -49,11 +54,11 @@ def e2e_table(data: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("throughput", nargs="*", type=Path)
-    parser.add_argument("--accuracy", type=Path)
+    parser.add_argument("--accuracy", type=Path, nargs="*", default=[])
     parser.add_argument("--e2e", type=Path, nargs="*", default=[])
     args = parser.parse_args()
     sections = [(p, throughput_table) for p in args.throughput] + [(p, e2e_table) for p in args.e2e]
-    sections += [(args.accuracy, accuracy_table)] if args.accuracy else []
+    sections += [(p, accuracy_table) for p in args.accuracy]
     for path, table in sections:
         data = json.loads(path.read_text())
         print(f"{data['benchmark']} ({path.name}): {run_line(data)}\n")

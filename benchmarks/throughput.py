@@ -5,9 +5,11 @@ layer4 computed and discarded: :class:`common.ReferenceForward`). Every variant 
 with the reference, batch size by batch size and repeat by repeat, so the ratios hold under a varying
 machine load. Prints a table and writes JSON.
 
-Variants: ``reference``; ``eager`` (ctdenoise's plain model, fp32, no layer4); ``fast-fp32`` and
-``fast-bf16`` (:func:`ctdenoise.accelerate.prepare_model`: BN folded, channels-last, bf16 autocast with an
-fp32 last layer); ``compiled-fp32``/``compiled-bf16`` with ``--compile``.
+Variants: ``reference``; ``eager`` (ctdenoise's plain model, fp32, no layer4); ``fast-<precision>``
+(:func:`ctdenoise.accelerate.prepare_model`: BN folded, channels-last, fp32/bf16/fp16 autocast with an fp32
+last layer); ``compiled-<precision>`` (the same through ``torch.compile``; ``--compile`` adds
+compiled-fp32 and compiled-bf16); ``graphed-<precision>`` (the same replayed as a CUDA graph, CUDA only).
+A variant that fails to build or run is reported with its error; the others still run.
 
 Usage: python benchmarks/throughput.py OUT.json [--device cpu|cuda] [--batch-sizes 1,2,4,8,16]
        [--repeats 3] [--size 512] [--variants ...] [--model auto|random|PATH] [--compile]
@@ -27,20 +29,19 @@ from ctdenoise.accelerate import prepare_model
 from ctdenoise.inference import resolve_device
 
 BASE_VARIANTS = ("reference", "eager", "fast-fp32", "fast-bf16")
+PREPARED_KINDS = {"fast": {}, "compiled": {"compile": True}, "graphed": {"cuda_graphs": True}}
 
 
-def build_variants(model: torch.nn.Module, device: torch.device, names: list[str], compile_batch: int) -> dict[str, Callable]:
-    """One callable per variant taking a (B, 1, H, W) model-range batch on ``device``."""
-    model = model.to(device).eval()
-    builders: dict[str, Callable[[], Callable]] = {
-        "reference": lambda: ReferenceForward(model),
-        "eager": lambda: model,
-        "fast-fp32": lambda: prepare_model(model, device, "fp32"),
-        "fast-bf16": lambda: prepare_model(model, device, "bf16"),
-        "compiled-fp32": lambda: prepare_model(model, device, "fp32", compile=True, batch_size=compile_batch),
-        "compiled-bf16": lambda: prepare_model(model, device, "bf16", compile=True, batch_size=compile_batch),
-    }
-    return {name: builders[name]() for name in names}
+def build_variant(name: str, model: torch.nn.Module, device: torch.device, batch: int) -> Callable:
+    """The callable of variant ``name``, taking a (B, 1, H, W) model-range batch on ``device``."""
+    if name == "reference":
+        return ReferenceForward(model)
+    if name == "eager":
+        return model
+    kind, _, precision = name.partition("-")
+    if kind not in PREPARED_KINDS or not precision:
+        raise SystemExit(f"unknown variant {name!r}: reference, eager, or fast|compiled|graphed-fp32|bf16|fp16")
+    return prepare_model(model, device, precision, batch_size=batch, **PREPARED_KINDS[kind])
 
 
 def main() -> None:
@@ -60,18 +61,26 @@ def main() -> None:
     names = args.variants.split(",") + (["compiled-fp32", "compiled-bf16"] if args.compile else [])
     model, model_label = load_benchmark_model(args.model)
     env = environment(device)
-    results = []
+    model = model.to(device).eval()
+    results: list[dict[str, object]] = []
     for batch in batch_sizes:
-        # compiled variants are built per batch size (fixed shapes); the others are cheap to rebuild too
-        variants = build_variants(model, device, names, batch)
+        # compiled and graphed variants are built per batch size (fixed shapes); the others are cheap to rebuild
         x = torch.rand(batch, 1, args.size, args.size, device=device)
-        times: dict[str, list[float]] = {name: [] for name in variants}
+        variants: dict[str, Callable] = {}
         peaks: dict[str, int] = {}
         with torch.inference_mode():
-            for name, forward in variants.items():  # warm-up (and compilation), measuring peak memory
-                with PeakMemory(device) as peak:
-                    forward(x)
+            for name in names:  # build and warm up (compile, capture), measuring peak memory
+                try:
+                    forward = build_variant(name, model, device, batch)
+                    with PeakMemory(device) as peak:
+                        forward(x)
+                except Exception as error:  # noqa: BLE001 - report it and measure the other variants
+                    results.append({"variant": name, "batch_size": batch, "error": f"{type(error).__name__}: {error}"})
+                    print(f"{name:<15}{batch:>6}  failed: {results[-1]['error']}", flush=True)
+                    continue
+                variants[name] = forward
                 peaks[name] = peak.peak_bytes
+            times: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(args.repeats):  # interleaved: reference and candidates under the same load
                 for name, forward in variants.items():
                     times[name].append(timed(lambda: forward(x), device))
@@ -93,6 +102,9 @@ def main() -> None:
     header = f"{'variant':<15}{'batch':>6}{'slices/s':>12}{'s/batch':>10}{'x ref':>10}{'peak MiB':>12}{'load':>7}"
     print("\n" + header)
     for r in results:
+        if "error" in r:
+            print(f"{r['variant']:<15}{r['batch_size']:>6}  failed: {r['error']}")
+            continue
         print(f"{r['variant']:<15}{r['batch_size']:>6}{r['slices_per_second']:>12.3f}{r['median_seconds']:>10.3f}"
               f"{str(r['speedup_vs_reference']):>10}{r['peak_memory_mib']:>12.1f}{r['loadavg_1min']:>7.2f}")
     write_json(args.out, {

@@ -11,7 +11,10 @@ same function faster; the original model is never modified (it can still be trai
   CPU; bf16 on request, fast on CPUs with native bf16: :func:`cpu_has_native_bf16`). The last
   convolution always runs in fp32 so the output image itself is not rounded to a 16-bit float;
 * optionally ``torch.compile`` with Inductor's weight freezing (``compile=True``); batches are then
-  padded to one fixed size so the compiled graph is reused for every batch of every series.
+  padded to one fixed size so the compiled graph is reused for every batch of every series;
+* optionally, on a CUDA device, CUDA graphs (``cuda_graphs=True``): the forward pass is captured once
+  per input shape and replayed, so the GPU runs it without one kernel launch per layer from Python;
+  batches are padded to one fixed size as for ``compile``.
 """
 
 from __future__ import annotations
@@ -108,12 +111,51 @@ def resolve_precision(device: torch.device, precision: str) -> torch.dtype | Non
     return PRECISION_DTYPES[precision]
 
 
+class CUDAGraphForward:
+    """Runs ``forward`` by replaying a CUDA graph captured on the first call with each input shape.
+
+    The first call with a shape runs ``forward`` three times on a side stream (cuDNN picks its kernels),
+    then captures one call into a graph with static input and output buffers; every call copies its
+    input into the static buffer, replays the graph and returns a copy of the static output (so results
+    of earlier calls stay valid). Callers keep the number of shapes small by padding batches.
+    """
+
+    WARMUP_CALLS = 3
+
+    def __init__(self, forward: nn.Module) -> None:
+        self.forward = forward
+        self._graphs: dict[tuple[tuple[int, ...], torch.dtype], tuple[Tensor, torch.cuda.CUDAGraph, Tensor]] = {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(x)
+        static_input, graph, static_output = self._graphs[key]
+        static_input.copy_(x)
+        graph.replay()
+        return static_output.clone()
+
+    def _capture(self, x: Tensor) -> tuple[Tensor, torch.cuda.CUDAGraph, Tensor]:
+        static_input = x.clone(memory_format=torch.channels_last)
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP_CALLS):
+                self.forward(static_input)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self.forward(static_input)
+        return static_input, graph, static_output
+
+
 class InferenceModel(nn.Module):
-    """A denoiser prepared for inference on ``device``: folded BN, channels-last, optional bf16 and compile.
+    """A denoiser prepared for inference on ``device``: folded BN, channels-last, optional bf16, compile
+    and CUDA graphs.
 
     ``forward`` takes a (B, C, H, W) batch in the model range on ``device`` and returns the denoised batch
     in float32 on ``device``. With ``fixed_batch_size`` set (compiled models), callers should pad batches
-    to that size (:func:`ctdenoise.inference.denoise_hu` does) so the compiled graph is reused.
+    to that size (:func:`ctdenoise.inference.denoise_hu` does) so the compiled or captured graph is reused.
     """
 
     def __init__(
@@ -123,19 +165,24 @@ class InferenceModel(nn.Module):
         autocast_dtype: torch.dtype | None,
         compiled: bool = False,
         fixed_batch_size: int | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.device = device
         self.autocast_dtype = autocast_dtype
         self.compiled = compiled
+        self.cuda_graphs = cuda_graphs
         self.fixed_batch_size = fixed_batch_size
-        self._forward = torch.compile(model, dynamic=False, options={"freezing": True}) if compiled else model
+        forward = torch.compile(model, dynamic=False, options={"freezing": True}) if compiled else model
+        self._forward = CUDAGraphForward(forward) if cuda_graphs else forward
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         enabled = self.autocast_dtype is not None
-        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+        # no autocast weight cache: each call casts once anyway, and CUDA graph capture needs it off
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled,
+                            cache_enabled=False):
             return self._forward(x).float()
 
     def describe(self) -> dict[str, object]:
@@ -146,6 +193,7 @@ class InferenceModel(nn.Module):
             "batchnorm_folded": True,
             "channels_last": True,
             "compiled": self.compiled,
+            "cuda_graphs": self.cuda_graphs,
         }
 
 
@@ -156,21 +204,26 @@ def prepare_model(
     *,
     compile: bool = False,
     batch_size: int | None = None,
+    cuda_graphs: bool = False,
 ) -> InferenceModel:
     """Return a fast inference copy of the denoiser ``model`` on ``device``; ``model`` itself is unchanged.
 
     ``precision`` is auto|fp32|bf16|fp16 (:func:`resolve_precision`). ``compile`` wraps the copy in
-    ``torch.compile`` for inputs of ``batch_size`` slices (required with ``compile``). An already
-    prepared :class:`InferenceModel` is returned as it is.
+    ``torch.compile`` and ``cuda_graphs`` (CUDA devices only) replays captured CUDA graphs
+    (:class:`CUDAGraphForward`), both for inputs of ``batch_size`` slices (required with either). An
+    already prepared :class:`InferenceModel` is returned as it is.
     """
     if isinstance(model, InferenceModel):
         return model
     device = torch.device(device)
-    if compile and batch_size is None:
-        raise ConfigError("batch_size", "a compiled model needs a fixed batch size")
+    if (compile or cuda_graphs) and batch_size is None:
+        raise ConfigError("batch_size", "a compiled or CUDA-graph model needs a fixed batch size")
+    if cuda_graphs and device.type != "cuda":
+        raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device, not {device}")
     fast = copy.deepcopy(model).eval()
     fold_encoder_batchnorm(fast)
     fast.decoder.last = FP32Module(fast.decoder.last)
     fast.requires_grad_(False)
     fast = fast.to(device=device, memory_format=torch.channels_last)
-    return InferenceModel(fast, device, resolve_precision(device, precision), compile, batch_size if compile else None)
+    fixed_batch_size = batch_size if compile or cuda_graphs else None
+    return InferenceModel(fast, device, resolve_precision(device, precision), compile, fixed_batch_size, cuda_graphs)

@@ -262,7 +262,8 @@ def process_jobs(
 ) -> BatchReport:
     """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
     ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
-    (:func:`ctdenoise.inference.prepare_for_settings`) once, when the first series is denoised."""
+    (:func:`ctdenoise.inference.prepare_for_settings`) once, right after loading, while the first series is
+    read in the background."""
     todo = [job for job in jobs if overwrite or not (out_dir / job.key).exists()]
     model: torch.nn.Module | None = None
     label = ""
@@ -282,6 +283,7 @@ def process_jobs(
                 if model is None:
                     model, label = load_model()
                     report.model = label
+                    prepare_once(model)  # while the first series is still being read (CUDA start-up, copies)
                 try:
                     result = denoise_one(
                         job, out_dir, model, label, settings, output_format, overwrite, progress,

@@ -34,18 +34,20 @@ DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 16}
 @dataclass(frozen=True)
 class InferenceSettings:
     """How to run the model: ``device`` (auto|cpu|cuda[:N]), ``precision`` (auto|fp32|bf16|fp16),
-    ``batch_size``, ``compile``.
+    ``batch_size``, ``compile``, ``cuda_graphs``.
 
     ``precision="auto"`` means fp16 autocast on a CUDA device and fp32 on the CPU
     (:func:`ctdenoise.accelerate.resolve_precision` says why); ``"fp32"`` forces full precision everywhere.
     ``batch_size=None`` picks :data:`DEFAULT_BATCH_SIZE` for the device type. ``compile`` runs the model
-    through ``torch.compile`` (a one-off compilation per process, then every batch reuses it).
+    through ``torch.compile`` (a one-off compilation per process, then every batch reuses it);
+    ``cuda_graphs`` (CUDA devices only) captures the forward pass once and replays it for every batch.
     """
 
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None
     compile: bool = False
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         if self.device.split(":")[0] not in DEVICE_CHOICES:
@@ -54,6 +56,8 @@ class InferenceSettings:
             raise ConfigError("precision", f"{self.precision!r} is not one of {', '.join(PRECISION_CHOICES)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size", f"must be a positive integer, got {self.batch_size}")
+        if self.cuda_graphs and self.device == "cpu":
+            raise ConfigError("cuda_graphs", "CUDA graphs need a CUDA device; drop --cuda-graphs or use --device cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -106,12 +110,14 @@ def denoise_hu(
 
 
 def prepare_for_settings(model: torch.nn.Module, settings: InferenceSettings) -> InferenceModel:
-    """``model`` prepared for ``settings`` (device, precision, compile); an InferenceModel is kept as it is."""
+    """``model`` prepared for ``settings`` (device, precision, compile, CUDA graphs); an InferenceModel is
+    kept as it is."""
     if isinstance(model, InferenceModel):
         return model
     device = resolve_device(settings.device)
     batch_size = settings.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 4)
-    return prepare_model(model, device, settings.precision, compile=settings.compile, batch_size=batch_size)
+    return prepare_model(model, device, settings.precision, compile=settings.compile, batch_size=batch_size,
+                         cuda_graphs=settings.cuda_graphs)
 
 
 def denoise_volume(

@@ -113,7 +113,31 @@ def test_prepare_model_leaves_the_original_untouched(model):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
     assert fast.describe() == {
         "device": "cpu", "precision": "fp32", "batchnorm_folded": True, "channels_last": True, "compiled": False,
+        "cuda_graphs": False,
     }
+
+
+def test_cuda_graphs_are_refused_on_the_cpu_and_need_a_fixed_batch_size(model):
+    with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
+        prepare_model(model, CPU, "fp32", batch_size=2, cuda_graphs=True)
+    with pytest.raises(ConfigError, match="fixed batch size"):
+        prepare_model(model, "cuda", "fp16", cuda_graphs=True)
+    with pytest.raises(ConfigError, match="cuda_graphs"):
+        InferenceSettings(device="cpu", cuda_graphs=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+def test_cuda_graph_replay_matches_the_plain_fast_path_and_keeps_earlier_results(model):
+    hu = np.random.default_rng(2).normal(0, 300, (5, 64, 64)).astype(np.float32)
+    plain = denoise_hu(model, hu, InferenceSettings(device="cuda", precision="fp16", batch_size=2))
+    graphed = denoise_hu(model, hu, InferenceSettings(device="cuda", precision="fp16", batch_size=2, cuda_graphs=True))
+    np.testing.assert_allclose(graphed, plain, atol=0.05)
+    runner = prepare_model(model, "cuda", "fp16", batch_size=1, cuda_graphs=True)
+    x = torch.rand(2, 1, 1, 32, 32, device="cuda")
+    with torch.inference_mode():
+        first = runner(x[0])
+        second = runner(x[1])
+        assert not torch.equal(first, second) and torch.equal(first, runner(x[0]))
 
 
 def test_fast_fp32_equals_the_plain_model_on_odd_sizes(model):

@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile: a one-off compilation (seconds to a minute), "
                    "then faster batches; worth it for long runs")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="GPU only: capture the forward pass as a CUDA graph once and replay it for every batch")
     p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
                    help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
@@ -48,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = InferenceSettings(
-        device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile
+        device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
     )
     if not args.dry_run:
         resolve_model_dir(args.model)  # fail fast, before discovery, when the model does not exist

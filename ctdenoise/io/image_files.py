@@ -2,7 +2,8 @@
 
 Intensities of these files are taken to be HU already (no rescale is guessed). NIfTI stores
 RAS coordinates; the Volume affine is LPS (see :mod:`ctdenoise.io.volume`), so the first two
-rows are negated on the way in and out.
+rows are negated on the way in and out. SimpleITK (a large native library) is imported only when an
+NRRD/MetaImage file is read or written, so DICOM and NIfTI work does not load it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
 from ctdenoise.errors import InputError, OutputError
 from ctdenoise.io.dicom_headers import check_size
@@ -80,6 +80,8 @@ def read_nifti(path: Path, *, max_voxels: int) -> Volume:
 
 def read_itk(path: Path, *, max_voxels: int) -> Volume:
     """Read an NRRD or MetaImage file with SimpleITK (size checked from the header first)."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -137,6 +139,8 @@ def save_nifti(volume: Volume, hu: np.ndarray, path: Path) -> None:
 
 def save_itk(volume: Volume, hu: np.ndarray, path: Path) -> None:
     """Write float32 HU with SimpleITK (format from the extension), keeping origin, spacing and direction."""
+    import SimpleITK as sitk
+
     image = sitk.GetImageFromArray(np.asarray(hu, dtype=np.float32))
     # Step lengths of the affine columns (equal to volume.spacing except for tilted stacks).
     image.SetSpacing(tuple(float(v) for v in np.linalg.norm(volume.affine[:3, :3], axis=0)))
