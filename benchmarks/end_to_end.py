@@ -5,20 +5,23 @@ values: :func:`ctdenoise.examples.build_series_from_slice`). Measured, in this o
 
 * ``io_floor``: read the series (find_series + read_volume) and write it back as a derived DICOM series
   (write_volume), no model: the least any run must spend;
-* ``split``: the same read, the compute (denoise_volume with the model prepared as a batch run prepares
-  it) and the write, timed separately;
+* ``split``: the same read, the compute (denoise_volume with the model prepared once, as a batch run
+  prepares it) and the write, timed separately, one after the other;
 * ``cli``: ``ctdenoise denoise SERIES -o OUT --model M`` through the command line's ``main`` (model
-  loading and preparation included), wall time.
+  loading and preparation included; compute and write overlapped as the CLI does), wall time.
+
+The three are repeated ``--repeats`` times, interleaved, and medians are reported.
 
 Prints a table and writes JSON with the ratios cli/io_floor and (read+compute+write)/io_floor.
 
 Usage: python benchmarks/end_to_end.py OUT.json [--slices 300] [--device auto] [--precision auto]
-       [--batch-size N] [--compile] [--cuda-graphs] [--model auto|random|PATH] [--slice-file DCM]
+       [--batch-size N] [--repeats 3] [--compile] [--cuda-graphs] [--model auto|random|PATH] [--slice-file DCM]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of floor, split and CLI; medians reported")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -72,6 +76,11 @@ def main() -> None:
     device = resolve_device(args.device)
     env = environment(device)
     model, label = load_benchmark_model(args.model)
+    runs: dict[str, list[float]] = {}
+
+    def record(name: str, seconds: float) -> None:
+        runs.setdefault(name, []).append(seconds)
+
     with tempfile.TemporaryDirectory(prefix="ctdenoise-e2e-") as tmp:
         work = Path(tmp)
         series = build_series_from_slice(
@@ -79,36 +88,38 @@ def main() -> None:
             [k * SLICE_SPACING_MM for k in range(args.slices)],
         )
         checkpoint = save_checkpoint(model, work / "model")
-
-        volume, floor_read = stopwatch(lambda: read_series(series))
-        _, floor_write = stopwatch(lambda: write_series(volume, volume.hu, work / "floor"))
-
-        volume, read_s = stopwatch(lambda: read_series(series))
         runner, prepare_s = stopwatch(lambda: prepare_for_settings(model, settings))
-        denoised, compute_s = stopwatch(lambda: denoise_volume(runner, volume, settings))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        _, write_s = stopwatch(lambda: write_series(volume, denoised.hu, work / "split"))
+        for repeat in range(args.repeats):  # interleaved, so every stage sees the same machine load
+            volume, seconds = stopwatch(lambda: read_series(series))
+            record("io_floor_read_s", seconds)
+            record("io_floor_write_s", stopwatch(lambda: write_series(volume, volume.hu, work / f"floor{repeat}"))[1])
 
-        cli_args = ["denoise", str(series.parent), "-o", str(work / "cli"), "--model", str(checkpoint),
-                    "--device", args.device, "--precision", args.precision]
-        cli_args += ["--batch-size", str(args.batch_size)] if args.batch_size else []
-        cli_args += ["--compile"] if args.compile else []
-        cli_args += ["--cuda-graphs"] if args.cuda_graphs else []
-        code, cli_s = stopwatch(lambda: cli_main(cli_args))
-        if code != 0:
-            raise SystemExit(f"ctdenoise denoise exited with {code}")
+            volume, seconds = stopwatch(lambda: read_series(series))
+            record("read_s", seconds)
+            denoised, seconds = stopwatch(lambda: denoise_volume(runner, volume, settings))
+            record("compute_s", seconds)
+            record("write_s", stopwatch(lambda: write_series(volume, denoised.hu, work / f"split{repeat}"))[1])
 
-    floor = floor_read + floor_write
-    rows = {
-        "io_floor_read_s": floor_read, "io_floor_write_s": floor_write, "io_floor_s": floor,
-        "read_s": read_s, "prepare_s": prepare_s, "compute_s": compute_s, "write_s": write_s,
-        "sum_read_compute_write_s": read_s + compute_s + write_s, "cli_total_s": cli_s,
-    }
+            cli_args = ["denoise", str(series.parent), "-o", str(work / f"cli{repeat}"), "--model", str(checkpoint),
+                        "--device", args.device, "--precision", args.precision]
+            cli_args += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+            cli_args += ["--compile"] if args.compile else []
+            cli_args += ["--cuda-graphs"] if args.cuda_graphs else []
+            code, seconds = stopwatch(lambda: cli_main(cli_args))
+            if code != 0:
+                raise SystemExit(f"ctdenoise denoise exited with {code}")
+            record("cli_total_s", seconds)
+
+    rows = {name: statistics.median(values) for name, values in runs.items()}
+    rows["io_floor_s"] = statistics.median(r + w for r, w in zip(runs["io_floor_read_s"], runs["io_floor_write_s"]))
+    split_totals = map(sum, zip(runs["read_s"], runs["compute_s"], runs["write_s"]))
+    rows["sum_read_compute_write_s"] = statistics.median(split_totals)
+    rows["prepare_s"] = prepare_s
+    floor = rows["io_floor_s"]
     ratios = {
-        "cli_over_io_floor": cli_s / floor,
-        "sum_over_io_floor": (read_s + compute_s + write_s) / floor,
-        "compute_slices_per_second": args.slices / compute_s,
+        "cli_over_io_floor": rows["cli_total_s"] / floor,
+        "sum_over_io_floor": rows["sum_read_compute_write_s"] / floor,
+        "compute_slices_per_second": args.slices / rows["compute_s"],
     }
     print(f"{'stage':<28}{'seconds':>10}")
     for name, value in rows.items():
@@ -119,7 +130,9 @@ def main() -> None:
         "benchmark": "end_to_end", "model": label, "slices": args.slices, "slice_file": slice_file.name,
         "settings": {"device": args.device, "precision": args.precision, "batch_size": args.batch_size,
                      "compile": args.compile, "cuda_graphs": args.cuda_graphs},
+        "repeats": args.repeats, "statistic": "median over the repeats (each stage measured once per repeat)",
         **env, "seconds": {k: round(v, 3) for k, v in rows.items()},
+        "runs_seconds": {k: [round(v, 3) for v in values] for k, values in runs.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
     })
 

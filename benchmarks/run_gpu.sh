@@ -32,5 +32,5 @@ step 150 python3 benchmarks/throughput.py "$out/throughput_cuda.json" --device c
 step 90 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300.json" --device cuda --slices 300 "${slice_arg[@]}"
 step 90 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300_graphs.json" --device cuda --slices 300 \
     --cuda-graphs "${slice_arg[@]}"
-step 180 python3 benchmarks/throughput.py "$out/throughput_cuda_compiled.json" --device cuda --batch-sizes 16 \
-    --repeats 10 --variants reference,fast-fp16,graphed-fp16,compiled-fp16
+step 240 python3 benchmarks/throughput.py "$out/throughput_cuda_compiled.json" --device cuda --batch-sizes 16 \
+    --repeats 10 --variants reference,fast-fp16,graphed-fp16,compiled-fp16,compiled_graphed-fp16

@@ -8,7 +8,8 @@ machine load. Prints a table and writes JSON.
 Variants: ``reference``; ``eager`` (ctdenoise's plain model, fp32, no layer4); ``fast-<precision>``
 (:func:`ctdenoise.accelerate.prepare_model`: BN folded, channels-last, fp32/bf16/fp16 autocast with an fp32
 last layer); ``compiled-<precision>`` (the same through ``torch.compile``; ``--compile`` adds
-compiled-fp32 and compiled-bf16); ``graphed-<precision>`` (the same replayed as a CUDA graph, CUDA only).
+compiled-fp32 and compiled-bf16); ``graphed-<precision>`` (the same replayed as a CUDA graph, CUDA only);
+``compiled_graphed-<precision>`` (the compiled model replayed as a CUDA graph).
 A variant that fails to build or run is reported with its error; the others still run.
 
 Usage: python benchmarks/throughput.py OUT.json [--device cpu|cuda] [--batch-sizes 1,2,4,8,16]
@@ -29,7 +30,12 @@ from ctdenoise.accelerate import prepare_model
 from ctdenoise.inference import resolve_device
 
 BASE_VARIANTS = ("reference", "eager", "fast-fp32", "fast-bf16")
-PREPARED_KINDS = {"fast": {}, "compiled": {"compile": True}, "graphed": {"cuda_graphs": True}}
+PREPARED_KINDS = {
+    "fast": {},
+    "compiled": {"compile": True},
+    "graphed": {"cuda_graphs": True},
+    "compiled_graphed": {"compile": True, "cuda_graphs": True},
+}
 
 
 def build_variant(name: str, model: torch.nn.Module, device: torch.device, batch: int) -> Callable:
@@ -40,7 +46,7 @@ def build_variant(name: str, model: torch.nn.Module, device: torch.device, batch
         return model
     kind, _, precision = name.partition("-")
     if kind not in PREPARED_KINDS or not precision:
-        raise SystemExit(f"unknown variant {name!r}: reference, eager, or fast|compiled|graphed-fp32|bf16|fp16")
+        raise SystemExit(f"unknown variant {name!r}: reference, eager, or {'|'.join(PREPARED_KINDS)}-fp32|bf16|fp16")
     return prepare_model(model, device, precision, batch_size=batch, **PREPARED_KINDS[kind])
 
 

@@ -10,7 +10,8 @@ Guarantees (see README, "Reliability"):
 * ``report.json`` is rewritten atomically after every series and never contains patient data
   (series are named by their input-relative key, errors by file path and problem);
 * the next series is read in a background thread while the current one is denoised (at most two
-  series are held in memory at once), and the model is prepared once for the whole run
+  series are held in memory at once), each series' files are written while its later slices are still
+  being denoised (:mod:`ctdenoise.overlap`), and the model is prepared once for the whole run
   (:func:`ctdenoise.inference.prepare_for_settings`).
 """
 
@@ -28,14 +29,16 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ctdenoise import __version__
 from ctdenoise.errors import CTDenoiseError, OutputError, OutputStorageError
-from ctdenoise.inference import InferenceSettings, denoise_volume, prepare_for_settings
+from ctdenoise.inference import InferenceSettings, prepare_for_settings
 from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, find_series, read_volume, write_volume
 from ctdenoise.io.atomic import output_os_error
 from ctdenoise.io.discover import safe_name
+from ctdenoise.overlap import denoise_while_writing
 
 REPORT_FILE = "report.json"
 LOCK_FILE = ".ctdenoise.lock"
@@ -185,24 +188,30 @@ def denoise_one(
     read: Callable[[BatchJob], Volume] | None = None,
     prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> SeriesResult:
-    """Read (with ``read``, default :func:`read_volume`), denoise (with ``prepare(model)`` when given) and
-    publish one series; return its result (errors are caught by the caller)."""
+    """Read (with ``read``, default :func:`read_volume`), denoise (with ``prepare(model)`` when given) while
+    writing the finished slices (:func:`ctdenoise.overlap.denoise_while_writing`), and publish one series;
+    return its result (errors are caught by the caller)."""
     started = time.perf_counter()
     final_dir = out_dir / job.key
     if not final_dir.resolve().is_relative_to(out_dir.resolve()):  # e.g. a symlink planted inside OUTDIR
         raise OutputError(final_dir, f"resolves outside the output folder {out_dir}; refusing to write there")
+    runner = prepare(model) if prepare else model  # before waiting for the read, which may run in the background
     with atomic_write_dir(final_dir, overwrite=overwrite) as staging:
         volume = read(job) if read is not None else read_volume(job.ref)
-        denoised = denoise_volume(prepare(model) if prepare else model, volume, settings, progress)
         is_dicom_output = output_format == "dicom" or (output_format == "same" and volume.dicom_datasets)
-        write_volume(
-            volume,
-            denoised.hu,
-            staging if is_dicom_output else staging / final_dir.name,
-            format=output_format,
-            series_description_suffix=f"denoised {model_label}",
-            derivation_description=f"ctdenoise {__version__} CLIPDenoising model {model_label}",
-        )
+
+        def write(hu: np.ndarray, slice_ready: Callable[[int], None]) -> list[Path]:
+            return write_volume(
+                volume,
+                hu,
+                staging if is_dicom_output else staging / final_dir.name,
+                format=output_format,
+                slice_ready=slice_ready,
+                series_description_suffix=f"denoised {model_label}",
+                derivation_description=f"ctdenoise {__version__} CLIPDenoising model {model_label}",
+            )
+
+        denoise_while_writing(runner, volume, settings, write, progress)
     return SeriesResult(
         key=job.key,
         input=str(job.ref.paths[0].parent if len(job.ref.paths) > 1 else job.ref.paths[0]),
@@ -262,8 +271,8 @@ def process_jobs(
 ) -> BatchReport:
     """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
     ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
-    (:func:`ctdenoise.inference.prepare_for_settings`) once, right after loading, while the first series is
-    read in the background."""
+    (:func:`ctdenoise.inference.prepare_for_settings`) once, while the first series is still read in the
+    background."""
     todo = [job for job in jobs if overwrite or not (out_dir / job.key).exists()]
     model: torch.nn.Module | None = None
     label = ""
@@ -283,7 +292,6 @@ def process_jobs(
                 if model is None:
                     model, label = load_model()
                     report.model = label
-                    prepare_once(model)  # while the first series is still being read (CUDA start-up, copies)
                 try:
                     result = denoise_one(
                         job, out_dir, model, label, settings, output_format, overwrite, progress,

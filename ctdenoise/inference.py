@@ -77,23 +77,27 @@ def denoise_hu(
     hu: np.ndarray,
     settings: InferenceSettings = InferenceSettings(),
     progress: Callable[[int], None] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Denoise a HU array of shape (slices, rows, cols) or (rows, cols) with ``model``.
 
-    Returns float32 HU of the same shape. The model runs through :func:`ctdenoise.accelerate.prepare_model`
+    Returns float32 HU of the same shape: ``out`` (a float32 array of that shape) when given, filled in
+    slice order, else a new array. The model runs through :func:`ctdenoise.accelerate.prepare_model`
     (a prepared copy; ``model`` itself is unchanged; pass an :class:`~ctdenoise.accelerate.InferenceModel`
     to prepare once for many calls) under ``torch.inference_mode``, so the result is deterministic for a
     given device and precision. ``progress`` (if given) is called with the number of slices finished
-    after each batch.
+    after each batch, once those slices are in the output array (slices ``0 .. total-1`` are then final).
     """
     array = np.asarray(hu, dtype=np.float32)
     if array.ndim == 2:
-        return denoise_hu(model, array[None], settings, progress)[0]
+        return denoise_hu(model, array[None], settings, progress, None if out is None else out[None])[0]
     if array.ndim != 3:
         raise ValueError(f"expected a (slices, rows, cols) HU array, got shape {array.shape}")
+    if out is not None and (out.shape != array.shape or out.dtype != np.float32):
+        raise ValueError(f"out must be a float32 array of shape {array.shape}, got {out.dtype} {out.shape}")
     runner = prepare_for_settings(model, settings)
     batch_size = runner.fixed_batch_size or settings.batch_size or DEFAULT_BATCH_SIZE.get(runner.device.type, 4)
-    output = np.empty_like(array)
+    output = np.empty_like(array) if out is None else out
     transfer = BatchTransfer(runner.device, (batch_size, *array.shape[1:]))
     with torch.inference_mode():
         for start in range(0, array.shape[0], batch_size):

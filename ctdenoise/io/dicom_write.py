@@ -11,6 +11,7 @@ Explicit VR Little Endian.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -143,6 +144,16 @@ def _classic_dataset(source: Dataset, hu_slice: np.ndarray, padding: np.ndarray 
     return ds
 
 
+def _classic_datasets(
+    volume: Volume, hu: np.ndarray, header: dict[str, object], wait_for: Callable[[int], None]
+) -> Iterator[Dataset]:
+    """The derived slice datasets in slice order, slice ``k`` built only once ``wait_for(k)`` returned."""
+    masks = volume.padding_mask
+    for k, source in enumerate(volume.dicom_datasets):
+        wait_for(k)
+        yield _classic_dataset(source, hu[k], None if masks is None else masks[k], **dict(header))
+
+
 def _enhanced_dataset(source: Dataset, volume: Volume, hu: np.ndarray, **header) -> Dataset:
     derivation_description = header.pop("derivation_description")
     ds = _common_header(source, **header)
@@ -219,6 +230,7 @@ def write_derived_dicom(
     derivation_description: str,
     series_number: int | None = None,
     overwrite: bool = False,
+    slice_ready: Callable[[int], None] | None = None,
 ) -> list[Path]:
     """Write ``hu`` as a derived DICOM series of ``volume``'s source into the folder ``out_dir``.
 
@@ -226,10 +238,15 @@ def write_derived_dicom(
     one multi-frame file (``IM00001.dcm``) with its functional groups, frames in the source order.
     The folder is published atomically; it must not exist, be empty, or ``overwrite`` must be
     True, and it may not be or contain an input file (OutputError). Returns the written paths.
+
+    ``slice_ready(k)``, when given, is called before slice ``k`` of ``hu`` is first read (before the
+    whole array for Enhanced CT) and may block until that slice has been computed: the files are then
+    written while ``hu`` is still being filled (:mod:`ctdenoise.overlap`).
     """
     out_dir = Path(out_dir)
     _check_writable(volume, hu, out_dir)
     hu = np.asarray(hu, dtype=np.float32)
+    wait_for = slice_ready or (lambda _k: None)
     first = volume.dicom_datasets[0]
     number = series_number if series_number is not None else _source_series_number(first) + DEFAULT_DERIVED_SERIES_OFFSET
     header = dict(
@@ -240,14 +257,11 @@ def write_derived_dicom(
         derivation_description=derivation_description,
     )
     if volume.source_format == "dicom-enhanced":
+        wait_for(hu.shape[0] - 1)
         datasets = iter([_enhanced_dataset(first, volume, hu, **header)])
         count = 1
     else:  # one derived slice at a time, so only one slice of stored pixels is in memory
-        masks = volume.padding_mask
-        datasets = (
-            _classic_dataset(source, hu[k], None if masks is None else masks[k], **dict(header))
-            for k, source in enumerate(volume.dicom_datasets)
-        )
+        datasets = _classic_datasets(volume, hu, header, wait_for)
         count = len(volume.dicom_datasets)
     names = [f"IM{k + 1:05d}.dcm" for k in range(count)]
     with atomic_write_dir(out_dir, overwrite=overwrite) as staging:

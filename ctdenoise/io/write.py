@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,21 +41,33 @@ def write_image(volume: Volume, hu: np.ndarray, path: Path) -> Path:
     return path
 
 
-def write_volume(volume: Volume, hu: np.ndarray, out: Path, *, format: str = "same", **dicom_kwargs) -> list[Path]:
+def write_volume(
+    volume: Volume,
+    hu: np.ndarray,
+    out: Path,
+    *,
+    format: str = "same",
+    slice_ready: Callable[[int], None] | None = None,
+    **dicom_kwargs,
+) -> list[Path]:
     """Write ``hu`` as a derived DICOM series (``out`` is a folder) or an image file (``out`` is a file).
 
     ``format``: "dicom" (needs a DICOM source; ``dicom_kwargs`` go to :func:`write_derived_dicom`),
     "nifti" (``out`` gets ".nii.gz" if it has no NIfTI extension), or "same" (DICOM for DICOM
     sources, else the source's file format, adding the source's extension to ``out`` if it has none).
+    ``slice_ready(k)`` may block until slice ``k`` of ``hu`` is computed: DICOM slices are then written
+    as they become ready, image files once the last one is.
     """
     out = Path(out)
     if format not in WRITE_FORMATS:
         raise OutputError(out, f"unknown output format {format!r}; use one of {WRITE_FORMATS}")
     is_dicom = volume.source_format in ("dicom", "dicom-enhanced")
     if format == "dicom" or (format == "same" and is_dicom):
-        return write_derived_dicom(volume, hu, out, **dicom_kwargs)
+        return write_derived_dicom(volume, hu, out, slice_ready=slice_ready, **dicom_kwargs)
     if format == "nifti":
         target = out if image_kind(out) == "nifti" else out.with_name(out.name + ".nii.gz")
     else:
         target = out if image_kind(out) is not None else out.with_name(out.name + image_suffix(volume.source_path))
+    if slice_ready is not None:
+        slice_ready(np.shape(hu)[0] - 1)
     return [write_image(volume, hu, target)]
