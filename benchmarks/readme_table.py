@@ -13,8 +13,9 @@ from pathlib import Path
 
 def run_line(data: dict) -> str:
     """The machine, versions, date and load of one benchmark run, as one Markdown line."""
-    machine = data.get("gpu") or f"{data['cpu']} ({data['cpu_count']} cores, torch threads {data['torch_threads']})"
-    return (f"{machine}; native bf16: {data['cpu_native_bf16']}; Python {data['python']}, torch {data['torch']}; "
+    cpu = f"{data['cpu']} ({data['cpu_count']} cores, torch threads {data['torch_threads']})"
+    machine = f"{data['gpu']} (host: {cpu})" if "gpu" in data else f"{cpu}; native bf16: {data['cpu_native_bf16']}"
+    return (f"{machine}; Python {data['python']}, torch {data['torch']}; "
             f"{data['date_utc']}; load average (1/5/15 min) {data['loadavg_start']} at start, "
             f"{data['loadavg_end']} at end; model: {data['model']}")
 
@@ -42,12 +43,15 @@ def accuracy_table(data: dict) -> list[str]:
 
 
 def e2e_table(data: dict) -> list[str]:
-    s, q = data["seconds"], data["ratios"]
+    s, q, settings = data["seconds"], data["ratios"], data["settings"]
+    options = [name for name in ("compile", "cuda_graphs") if settings.get(name)]
+    flags = f"{settings['precision']} {' '.join(options)}".strip()
     return [
-        "| slices | read s | compute s | write s | I/O floor s | CLI total s | CLI / floor | (read+compute+write) / floor |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {data['slices']} | {s['read_s']:.2f} | {s['compute_s']:.2f} | {s['write_s']:.2f} | {s['io_floor_s']:.2f} "
-        f"| {s['cli_total_s']:.2f} | {q['cli_over_io_floor']:.1f} | {q['sum_over_io_floor']:.1f} |",
+        "| slices | settings | read s | compute s | write s | I/O floor s | CLI total s | CLI / floor "
+        "| (read+compute+write) / floor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {data['slices']} | {flags} | {s['read_s']:.2f} | {s['compute_s']:.2f} | {s['write_s']:.2f} "
+        f"| {s['io_floor_s']:.2f} | {s['cli_total_s']:.2f} | {q['cli_over_io_floor']:.2f} | {q['sum_over_io_floor']:.2f} |",
     ]
 
 

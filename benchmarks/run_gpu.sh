@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark run behind the README's GPU tables, as one script (about 6 minutes on one H100/H200).
+# The GPU benchmark run behind the README's GPU tables, as one script (about 4 minutes on one H200).
 #
 # Usage: bash benchmarks/run_gpu.sh OUTDIR [SLICE_FILE]
 #   OUTDIR      gets the JSON of each benchmark, nvidia-smi's view of the card and one combined log
@@ -26,6 +26,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 cat "$out/nvidia_smi.csv" | tee -a "$log"
 slice_arg=(${slice:+--slice-file "$slice"})
 
+# the tests that need a GPU (skipped on CPU-only CI), before any timing
+step 90 python3 -m pytest -q -p no:cacheprovider tests/test_perf.py tests/test_overlap.py \
+    -k "cuda_graph or overlap or slice_gate or writer or computation"
 step 90 python3 benchmarks/accuracy.py "$out/accuracy_cuda.json" --device cuda "${slice_arg[@]}"
 step 150 python3 benchmarks/throughput.py "$out/throughput_cuda.json" --device cuda --batch-sizes 1,2,4,8,16 \
     --repeats 10 --variants reference,eager,fast-fp32,fast-bf16,fast-fp16,graphed-bf16,graphed-fp16
