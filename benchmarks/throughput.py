@@ -9,7 +9,8 @@ Variants: ``reference``; ``eager`` (ctdenoise's plain model, fp32, no layer4); `
 (:func:`ctdenoise.accelerate.prepare_model`: BN folded, channels-last, fp32/bf16/fp16 autocast with an fp32
 last layer); ``compiled-<precision>`` (the same through ``torch.compile``; ``--compile`` adds
 compiled-fp32 and compiled-bf16); ``graphed-<precision>`` (the same replayed as a CUDA graph, CUDA only);
-``compiled_graphed-<precision>`` (the compiled model replayed as a CUDA graph).
+``compiled_graphed-<precision>`` (the compiled model replayed as a CUDA graph); ``ort-fp32`` (the
+prepared model run by ONNX Runtime on the CPU; needs ``ctdenoise[onnx]``).
 A variant that fails to build or run is reported with its error; the others still run.
 
 Usage: python benchmarks/throughput.py OUT.json [--device cpu|cuda] [--batch-sizes 1,2,4,8,16]
@@ -35,6 +36,7 @@ PREPARED_KINDS = {
     "compiled": {"compile": True},
     "graphed": {"cuda_graphs": True},
     "compiled_graphed": {"compile": True, "cuda_graphs": True},
+    "ort": {"onnxruntime": True},
 }
 
 

@@ -15,6 +15,8 @@ same function faster; the original model is never modified (it can still be trai
 * optionally, on a CUDA device, CUDA graphs (``cuda_graphs=True``): the forward pass is captured once
   per input shape and replayed, so the GPU runs it without one kernel launch per layer from Python;
   batches are padded to one fixed size as for ``compile``.
+* optionally, on the CPU in fp32, ONNX Runtime instead of PyTorch's kernels (``onnxruntime=True``:
+  :class:`ctdenoise.onnx_runtime.OnnxRuntimeForward`); batches are padded to one fixed size.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ctdenoise.errors import ConfigError, ModelError
+from ctdenoise.onnx_runtime import OnnxRuntimeForward
 
 #: /proc/cpuinfo flags of CPUs that execute bf16 dot products in hardware.
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -166,6 +169,7 @@ class InferenceModel(nn.Module):
         compiled: bool = False,
         fixed_batch_size: int | None = None,
         cuda_graphs: bool = False,
+        onnxruntime: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -173,8 +177,11 @@ class InferenceModel(nn.Module):
         self.autocast_dtype = autocast_dtype
         self.compiled = compiled
         self.cuda_graphs = cuda_graphs
+        self.onnxruntime = onnxruntime
         self.fixed_batch_size = fixed_batch_size
         forward = torch.compile(model, dynamic=False, options={"freezing": True}) if compiled else model
+        if onnxruntime:
+            forward = OnnxRuntimeForward(model)
         self._forward = CUDAGraphForward(forward) if cuda_graphs else forward
 
     def forward(self, x: Tensor) -> Tensor:
@@ -194,6 +201,7 @@ class InferenceModel(nn.Module):
             "channels_last": True,
             "compiled": self.compiled,
             "cuda_graphs": self.cuda_graphs,
+            "onnxruntime": self.onnxruntime,
         }
 
 
@@ -205,25 +213,31 @@ def prepare_model(
     compile: bool = False,
     batch_size: int | None = None,
     cuda_graphs: bool = False,
+    onnxruntime: bool = False,
 ) -> InferenceModel:
     """Return a fast inference copy of the denoiser ``model`` on ``device``; ``model`` itself is unchanged.
 
     ``precision`` is auto|fp32|bf16|fp16 (:func:`resolve_precision`). ``compile`` wraps the copy in
-    ``torch.compile`` and ``cuda_graphs`` (CUDA devices only) replays captured CUDA graphs
-    (:class:`CUDAGraphForward`), both for inputs of ``batch_size`` slices (required with either). An
-    already prepared :class:`InferenceModel` is returned as it is.
+    ``torch.compile``, ``cuda_graphs`` (CUDA devices only) replays captured CUDA graphs
+    (:class:`CUDAGraphForward`) and ``onnxruntime`` (CPU, fp32, not with the other two) runs the copy
+    with ONNX Runtime (:class:`~ctdenoise.onnx_runtime.OnnxRuntimeForward`), all for inputs of
+    ``batch_size`` slices (required with any of them). An already prepared :class:`InferenceModel` is
+    returned as it is.
     """
     if isinstance(model, InferenceModel):
         return model
     device = torch.device(device)
-    if (compile or cuda_graphs) and batch_size is None:
-        raise ConfigError("batch_size", "a compiled or CUDA-graph model needs a fixed batch size")
+    if (compile or cuda_graphs or onnxruntime) and batch_size is None:
+        raise ConfigError("batch_size", "a compiled, CUDA-graph or ONNX Runtime model needs a fixed batch size")
     if cuda_graphs and device.type != "cuda":
         raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device, not {device}")
+    autocast_dtype = resolve_precision(device, precision)
+    if onnxruntime and (device.type != "cpu" or autocast_dtype is not None or compile or cuda_graphs):
+        raise ConfigError("backend", "the onnxruntime backend runs fp32 on the CPU only, without compile or CUDA graphs")
     fast = copy.deepcopy(model).eval()
     fold_encoder_batchnorm(fast)
     fast.decoder.last = FP32Module(fast.decoder.last)
     fast.requires_grad_(False)
     fast = fast.to(device=device, memory_format=torch.channels_last)
-    fixed_batch_size = batch_size if compile or cuda_graphs else None
-    return InferenceModel(fast, device, resolve_precision(device, precision), compile, fixed_batch_size, cuda_graphs)
+    fixed_batch_size = batch_size if compile or cuda_graphs or onnxruntime else None
+    return InferenceModel(fast, device, autocast_dtype, compile, fixed_batch_size, cuda_graphs, onnxruntime)

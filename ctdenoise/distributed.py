@@ -74,8 +74,9 @@ def partial_report_name(rank: int) -> str:
 
 
 def rank_settings(settings: InferenceSettings, info: RankInfo) -> InferenceSettings:
-    """``settings`` with ``auto``/``cuda`` pinned to the GPU of this rank's ``LOCAL_RANK`` when CUDA exists."""
-    if settings.device in ("auto", "cuda") and torch.cuda.is_available():
+    """``settings`` with ``auto``/``cuda`` pinned to the GPU of this rank's ``LOCAL_RANK`` when CUDA exists
+    (the CPU-only onnxruntime backend is left on the CPU)."""
+    if settings.device in ("auto", "cuda") and settings.backend == "torch" and torch.cuda.is_available():
         return replace(settings, device=f"cuda:{info.local_rank % torch.cuda.device_count()}")
     return settings
 

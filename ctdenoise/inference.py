@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+BACKEND_CHOICES = ("torch", "onnxruntime")
 
 #: Slices per forward pass when the caller does not choose: small on the CPU (activations of a
 #: 512x512 slice take ~0.4 GB in fp32), large on a GPU where throughput grows with the batch.
@@ -34,13 +35,15 @@ DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 16}
 @dataclass(frozen=True)
 class InferenceSettings:
     """How to run the model: ``device`` (auto|cpu|cuda[:N]), ``precision`` (auto|fp32|bf16|fp16),
-    ``batch_size``, ``compile``, ``cuda_graphs``.
+    ``batch_size``, ``compile``, ``cuda_graphs``, ``backend`` (torch|onnxruntime).
 
     ``precision="auto"`` means fp16 autocast on a CUDA device and fp32 on the CPU
     (:func:`ctdenoise.accelerate.resolve_precision` says why); ``"fp32"`` forces full precision everywhere.
     ``batch_size=None`` picks :data:`DEFAULT_BATCH_SIZE` for the device type. ``compile`` runs the model
     through ``torch.compile`` (a one-off compilation per process, then every batch reuses it);
-    ``cuda_graphs`` (CUDA devices only) captures the forward pass once and replays it for every batch.
+    ``cuda_graphs`` (CUDA devices only) captures the forward pass once and replays it for every batch;
+    ``backend="onnxruntime"`` runs the model in fp32 on the CPU with ONNX Runtime (the optional extra
+    ``ctdenoise[onnx]``), whatever ``device="auto"`` would pick.
     """
 
     device: str = "auto"
@@ -48,6 +51,7 @@ class InferenceSettings:
     batch_size: int | None = None
     compile: bool = False
     cuda_graphs: bool = False
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         if self.device.split(":")[0] not in DEVICE_CHOICES:
@@ -58,6 +62,12 @@ class InferenceSettings:
             raise ConfigError("batch_size", f"must be a positive integer, got {self.batch_size}")
         if self.cuda_graphs and self.device == "cpu":
             raise ConfigError("cuda_graphs", "CUDA graphs need a CUDA device; drop --cuda-graphs or use --device cuda")
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError("backend", f"{self.backend!r} is not one of {', '.join(BACKEND_CHOICES)}")
+        if self.backend == "onnxruntime" and (
+            self.device.startswith("cuda") or self.precision in ("bf16", "fp16") or self.compile or self.cuda_graphs
+        ):
+            raise ConfigError("backend", "onnxruntime runs fp32 on the CPU only: not with cuda, bf16/fp16, compile or CUDA graphs")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,14 +124,15 @@ def denoise_hu(
 
 
 def prepare_for_settings(model: torch.nn.Module, settings: InferenceSettings) -> InferenceModel:
-    """``model`` prepared for ``settings`` (device, precision, compile, CUDA graphs); an InferenceModel is
-    kept as it is."""
+    """``model`` prepared for ``settings`` (device, precision, compile, CUDA graphs, backend); an
+    InferenceModel is kept as it is."""
     if isinstance(model, InferenceModel):
         return model
-    device = resolve_device(settings.device)
+    onnxruntime = settings.backend == "onnxruntime"
+    device = torch.device("cpu") if onnxruntime else resolve_device(settings.device)
     batch_size = settings.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 4)
     return prepare_model(model, device, settings.precision, compile=settings.compile, batch_size=batch_size,
-                         cuda_graphs=settings.cuda_graphs)
+                         cuda_graphs=settings.cuda_graphs, onnxruntime=onnxruntime)
 
 
 def denoise_volume(

@@ -141,3 +141,15 @@ def test_denoise_command_imports_neither_monai_nor_the_evaluation_code():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "denoise []"
+
+
+def test_onnxruntime_backend_writes_the_series_torch_writes(build_series, tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
+    series = build_series([0.0, 5.0, 10.0], name="in/ct", source=CT_SMALL)
+    for backend in ("torch", "onnxruntime"):
+        assert denoise(series.parent, "-o", tmp_path / backend, "--model", tiny_checkpoint, "--backend", backend) == 0
+    torch_files = sorted((tmp_path / "torch").rglob("IM*.dcm"))
+    ort_files = sorted((tmp_path / "onnxruntime").rglob("IM*.dcm"))
+    assert len(torch_files) == len(ort_files) == 3
+    for ours, theirs in zip(torch_files, ort_files):
+        np.testing.assert_allclose(pydicom.dcmread(theirs).pixel_array, pydicom.dcmread(ours).pixel_array, atol=1)

@@ -8,6 +8,7 @@ accuracy budget of the performance issue on a real 512x512 CT slice (mean |dHU| 
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import pydicom
@@ -113,7 +114,7 @@ def test_prepare_model_leaves_the_original_untouched(model):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
     assert fast.describe() == {
         "device": "cpu", "precision": "fp32", "batchnorm_folded": True, "channels_last": True, "compiled": False,
-        "cuda_graphs": False,
+        "cuda_graphs": False, "onnxruntime": False,
     }
 
 
@@ -179,3 +180,36 @@ def test_compiled_model_matches_eager_and_pads_the_last_batch(model):
     eager = denoise_hu(model, hu, InferenceSettings(device="cpu", precision="fp32", batch_size=2))
     compiled = denoise_hu(model, hu, InferenceSettings(device="cpu", precision="fp32", batch_size=2, compile=True))
     np.testing.assert_allclose(compiled, eager, atol=0.05)
+
+
+def test_onnxruntime_backend_meets_the_accuracy_budget_on_a_real_512_slice(model):
+    """ONNX Runtime runs the prepared fp32 model (exported in memory) within the budget of fp32 eager."""
+    pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
+    net = load_model("default") if "default" in available_models() else model
+    hu = real_ct_slice_hu()
+    with torch.inference_mode():
+        unit = torch.from_numpy((hu.clip(-1024, 3072) + 1024) / 4096)[None, None]
+        eager = net.eval()(unit)[0, 0].numpy() * 4096 - 1024
+    fast = denoise_hu(net, hu, InferenceSettings(backend="onnxruntime", batch_size=1))
+    error = np.abs(fast - eager)
+    assert error.mean() <= MEAN_HU_BUDGET and error.max() <= MAX_HU_BUDGET
+
+
+def test_onnxruntime_backend_pads_odd_batches_and_matches_torch(model):
+    pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
+    hu = np.random.default_rng(3).normal(0, 300, (3, 40, 52)).astype(np.float32)
+    plain = denoise_hu(model, hu, InferenceSettings(device="cpu", precision="fp32", batch_size=2))
+    runner = prepare_model(model, CPU, "fp32", batch_size=2, onnxruntime=True)
+    assert runner.fixed_batch_size == 2 and runner.describe()["onnxruntime"]
+    np.testing.assert_allclose(denoise_hu(runner, hu), plain, atol=0.05)
+
+
+def test_onnxruntime_backend_refuses_gpu_half_precision_and_names_the_missing_package(model, monkeypatch):
+    for bad in ({"device": "cuda"}, {"precision": "bf16"}, {"compile": True}):
+        with pytest.raises(ConfigError, match="onnxruntime runs fp32 on the CPU only"):
+            InferenceSettings(backend="onnxruntime", **bad)
+    with pytest.raises(ConfigError, match="not one of torch, onnxruntime"):
+        InferenceSettings(backend="tensorrt")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
+    with pytest.raises(ConfigError, match=r"needs the onnxruntime package: pip install \"ctdenoise\[onnx\]\""):
+        prepare_model(model, CPU, "fp32", batch_size=1, onnxruntime=True)

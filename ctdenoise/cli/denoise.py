@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ctdenoise.batch import REPORT_FILE, SeriesResult, run_batch
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
 from ctdenoise.distributed import RankInfo, run_batch_distributed
-from ctdenoise.inference import DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
+from ctdenoise.inference import BACKEND_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
 from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, resolve_model_dir
 
 log = logging.getLogger("ctdenoise.denoise")
@@ -41,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "then faster batches; worth it for long runs")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="GPU only: capture the forward pass as a CUDA graph once and replay it for every batch")
+    p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+                   help="onnxruntime: run the model in fp32 on the CPU with ONNX Runtime, faster than torch on "
+                   "the CPUs measured (needs pip install 'ctdenoise[onnx]')")
     p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
                    help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
@@ -51,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = InferenceSettings(
         device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
-        cuda_graphs=args.cuda_graphs,
+        cuda_graphs=args.cuda_graphs, backend=args.backend,
     )
     if not args.dry_run:
         resolve_model_dir(args.model)  # fail fast, before discovery, when the model does not exist
