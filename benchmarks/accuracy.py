@@ -7,7 +7,7 @@ and writes JSON; decides nothing itself (the defaults in ``ctdenoise.accelerate.
 follow its results).
 
 Usage: python benchmarks/accuracy.py OUT.json [--model auto|random|PATH] [--precisions fp32,bf16,fp16]
-       [--device cpu|cuda] [--slice-file DCM]
+       [--device cpu|cuda] [--slice-file DCM] [--onnxruntime]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16,fp16")
     parser.add_argument("--device", default="cpu", help="where the fast path runs (the fp32 eager reference runs on the CPU)")
     parser.add_argument("--slice-file", type=Path, default=None, help=f"a CT slice (default: pydicom-data's {SLICE_FILE})")
+    parser.add_argument("--onnxruntime", action="store_true", help="add fp32 on ONNX Runtime (CPU; ctdenoise[onnx])")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model, label = load_benchmark_model(args.model)
@@ -45,32 +46,37 @@ def main() -> None:
     unit = hu_to_unit(torch.from_numpy(hu))[None, None]
     env = environment(device)
     graph_options = [False, True] if device.type == "cuda" else [False]
+    configs = [{"precision": p, "cuda_graphs": g, "onnxruntime": False}
+               for p in args.precisions.split(",") for g in graph_options]
+    configs += [{"precision": "fp32", "cuda_graphs": False, "onnxruntime": True}] if args.onnxruntime else []
     with torch.inference_mode():
         eager = unit_to_hu(model.eval()(unit))[0, 0].numpy()
         rows = []
-        for precision in args.precisions.split(","):
-            for cuda_graphs in graph_options:
-                fast = prepare_model(model, device, precision, batch_size=1, cuda_graphs=cuda_graphs)
-                start = time.perf_counter()
-                out = unit_to_hu(fast(unit.to(device)))[0, 0].cpu().numpy()
-                seconds = time.perf_counter() - start
-                error = np.abs(out - eager)
-                rows.append({
-                    "precision": precision, "cuda_graphs": cuda_graphs, "mean_abs_dhu": round(float(error.mean()), 4),
-                    "max_abs_dhu": round(float(error.max()), 4), "p99_abs_dhu": round(float(np.percentile(error, 99)), 4),
-                    "within_budget": bool(error.mean() <= MEAN_BUDGET_HU and error.max() <= MAX_BUDGET_HU),
-                    "seconds_first_call": round(seconds, 3),
-                })
-    print(f"{'precision':<10}{'graphs':>7}{'mean|dHU|':>11}{'max|dHU|':>10}{'p99':>8}{'budget':>8}")
+        for config in configs:
+            fast = prepare_model(model, "cpu" if config["onnxruntime"] else device, config["precision"], batch_size=1,
+                                 cuda_graphs=config["cuda_graphs"], onnxruntime=config["onnxruntime"])
+            start = time.perf_counter()
+            out = unit_to_hu(fast(unit.to(fast.device)))[0, 0].cpu().numpy()
+            seconds = time.perf_counter() - start
+            error = np.abs(out - eager)
+            rows.append({
+                "precision": config["precision"], "cuda_graphs": config["cuda_graphs"],
+                "backend": "onnxruntime" if config["onnxruntime"] else "torch", "device": str(fast.device),
+                "mean_abs_dhu": round(float(error.mean()), 4), "max_abs_dhu": round(float(error.max()), 4),
+                "p99_abs_dhu": round(float(np.percentile(error, 99)), 4),
+                "within_budget": bool(error.mean() <= MEAN_BUDGET_HU and error.max() <= MAX_BUDGET_HU),
+                "seconds_first_call": round(seconds, 3),
+            })
+    print(f"{'precision':<10}{'backend':>12}{'graphs':>7}{'mean|dHU|':>11}{'max|dHU|':>10}{'p99':>8}{'budget':>8}")
     for r in rows:
         graphs = "yes" if r["cuda_graphs"] else "no"
-        print(f"{r['precision']:<10}{graphs:>7}{r['mean_abs_dhu']:>11.4f}{r['max_abs_dhu']:>10.3f}{r['p99_abs_dhu']:>8.3f}"
+        print(f"{r['precision']:<10}{r['backend']:>12}{graphs:>7}{r['mean_abs_dhu']:>11.4f}{r['max_abs_dhu']:>10.3f}{r['p99_abs_dhu']:>8.3f}"
               f"{'ok' if r['within_budget'] else 'NO':>8}")
     write_json(args.out, {
         "benchmark": "accuracy", "model": label, "slice": (args.slice_file or Path(SLICE_FILE)).name,
         "budget": {"mean_abs_dhu": MEAN_BUDGET_HU, "max_abs_dhu": MAX_BUDGET_HU},
         "reference": "fp32 eager forward of the same weights (BatchNorm unfolded, NCHW)",
-        "note": "fp16 on the CPU is emulated (slow); seconds_first_call includes CUDA graph capture",
+        "note": "fp16 on the CPU is emulated (slow); seconds_first_call includes CUDA graph capture and ONNX export",
         **env, "results": rows,
     })
 

@@ -33,11 +33,13 @@ def throughput_table(data: dict) -> list[str]:
 
 
 def accuracy_table(data: dict) -> list[str]:
-    lines = ["| device | precision | CUDA graph | mean abs dHU | max abs dHU | p99 abs dHU | within budget (0.5 / 3 HU) |",
-             "|---|---|---|---:|---:|---:|---|"]
+    lines = ["| device | backend | precision | CUDA graph | mean abs dHU | max abs dHU | p99 abs dHU "
+             "| within budget (0.5 / 3 HU) |",
+             "|---|---|---|---|---:|---:|---:|---|"]
     for r in data["results"]:
         graphs = "yes" if r.get("cuda_graphs") else "no"
-        lines.append(f"| {data['device']} | {r['precision']} | {graphs} | {r['mean_abs_dhu']:.4f} | {r['max_abs_dhu']:.3f} | {r['p99_abs_dhu']:.3f} "
+        device, backend = r.get("device", data["device"]), r.get("backend", "torch")
+        lines.append(f"| {device} | {backend} | {r['precision']} | {graphs} | {r['mean_abs_dhu']:.4f} | {r['max_abs_dhu']:.3f} | {r['p99_abs_dhu']:.3f} "
                      f"| {'yes' if r['within_budget'] else 'no'} |")
     return lines
 
