@@ -22,6 +22,7 @@ same function faster; the original model is never modified (it can still be trai
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -125,7 +126,7 @@ class CUDAGraphForward:
 
     WARMUP_CALLS = 3
 
-    def __init__(self, forward: nn.Module) -> None:
+    def __init__(self, forward: Callable[[Tensor], Tensor]) -> None:
         self.forward = forward
         self._graphs: dict[tuple[tuple[int, ...], torch.dtype], tuple[Tensor, torch.cuda.CUDAGraph, Tensor]] = {}
 
@@ -153,8 +154,8 @@ class CUDAGraphForward:
 
 
 class InferenceModel(nn.Module):
-    """A denoiser prepared for inference on ``device``: folded BN, channels-last, optional bf16, compile
-    and CUDA graphs.
+    """A denoiser prepared for inference on ``device``: folded BN, channels-last, optional bf16/fp16,
+    compile, CUDA graphs or ONNX Runtime.
 
     ``forward`` takes a (B, C, H, W) batch in the model range on ``device`` and returns the denoised batch
     in float32 on ``device``. With ``fixed_batch_size`` set (compiled models), callers should pad batches
@@ -179,9 +180,11 @@ class InferenceModel(nn.Module):
         self.cuda_graphs = cuda_graphs
         self.onnxruntime = onnxruntime
         self.fixed_batch_size = fixed_batch_size
-        forward = torch.compile(model, dynamic=False, options={"freezing": True}) if compiled else model
+        forward: Callable[[Tensor], Tensor] = model
         if onnxruntime:
             forward = OnnxRuntimeForward(model)
+        elif compiled:
+            forward = torch.compile(model, dynamic=False, options={"freezing": True})
         self._forward = CUDAGraphForward(forward) if cuda_graphs else forward
 
     def forward(self, x: Tensor) -> Tensor:
