@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydicom.data import get_testdata_file
 
 from common import environment, load_benchmark_model, write_json

@@ -65,8 +65,8 @@ def denoise_while_writing(
     ``write`` returned.
 
     ``write`` runs in a background thread with the (still filling) float32 output array and a
-    ``slice_ready(k)`` that blocks until slice ``k`` is final (e.g. ``functools.partial(write_volume,
-    volume, out=...)`` wrapped to take those two). Errors keep their meaning: a failed computation
+    ``slice_ready(k)`` that blocks until slice ``k`` is final (for example a call of
+    :func:`ctdenoise.io.write_volume` passing both on). Errors keep their meaning: a failed computation
     stops the writer and is raised; a failed writer stops the computation after its current batch and
     its error is raised. ``progress`` is called as in :func:`ctdenoise.inference.denoise_hu`.
     """

@@ -38,7 +38,6 @@ from fuzz_corpus.mutations import (  # noqa: E402
     flip_bytes,
     read_measured,
     set_length,
-    set_nifti_field,
     set_value,
     truncate,
 )

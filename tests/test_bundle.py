@@ -8,7 +8,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from monai.bundle import verify_metadata, verify_net_in_out
 
 REPO = Path(__file__).resolve().parents[1]

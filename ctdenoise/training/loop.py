@@ -46,7 +46,7 @@ from ctdenoise.training.state import (
     save_model,
     save_training_state,
 )
-from ctdenoise.training.validation import ValidationSet, build_validation_set, evaluate
+from ctdenoise.training.validation import build_validation_set, evaluate
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ corpus stays far below 1 MB so it can live in the repository.
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 
