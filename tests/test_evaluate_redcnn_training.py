@@ -30,7 +30,7 @@ def recipe(build_series, tmp_path: Path) -> dict:
         "architecture": "redcnn",
         "noise": {"kind": "physics", "dose_range": [0.25, 0.25], "realisations": 1, "n_views": 90},
         "optim": {"lr": 1.0e-4},
-        "validation": {"every": 2, "crop": 64, "noise": {"kind": "physics", "n_views": 90}},
+        "validation": {"every": 2, "crop": 64, "levels": [{"kind": "physics", "n_views": 90}]},
         "iterations": 4, "batch_size": 2, "crop_size": 32, "checkpoint_every": 2, "log_every": 1,
         "num_threads": 1, "device": "cpu",
     }
@@ -42,7 +42,7 @@ def test_training_loop_trains_and_resumes_a_redcnn(recipe: dict, tmp_path: Path)
     result = train(config, run, progress=False)
     model, saved = load_redcnn(result.model_dir)
     assert saved["training_summary"]["recipe"]["architecture"] == "redcnn"
-    assert set(result.validation) == {"redcnn", "clip-paper"}
+    assert set(result.validation) == {"dose 0.25"} and set(result.validation["dose 0.25"]) == {"redcnn", "clip-paper"}
     uninterrupted = model.state_dict()
 
     shutil.rmtree(checkpoint_dir(run / CHECKPOINTS, 4))

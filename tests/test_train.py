@@ -22,10 +22,11 @@ from ctdenoise.cli import main as cli_main
 from ctdenoise.errors import ConfigError, OutputError
 from ctdenoise.model import load_checkpoint
 from ctdenoise.training import load_train_config, train, train_config_from_dict
-from ctdenoise.training.config import AugmentConfig, DataConfig
+from ctdenoise.intensity import hu_to_unit
+from ctdenoise.training.config import AugmentConfig, DataConfig, NoiseConfig
 from ctdenoise.training.data import split_series
-from ctdenoise.training.loop import CHECKPOINTS, LOG_FILE, MODEL_DIR
-from ctdenoise.training.pairs import dihedral, mixup
+from ctdenoise.training.loop import BEST_MODEL_DIR, CHECKPOINTS, LOG_FILE, MODEL_DIR
+from ctdenoise.training.pairs import dihedral, draw_dose, mixup, noisy_unit
 from ctdenoise.training.state import OPTIMIZER_FILE, checkpoint_dir, read_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +90,13 @@ def log_events(run: Path, event: str) -> list[dict]:
         ({"noise": {"kind": "poisson"}}, "noise.kind"),
         ({"noise": {"dose_range": [0.5, 0.1]}}, "noise.dose_range"),
         ({"validation": {"protocols": ["psnr-db"]}}, "validation.protocols"),
-        ({"validation": {"noise": {"sigma": 0}}}, "validation.noise.sigma"),
+        ({"validation": {"levels": [{"sigma": 0}]}}, "validation.levels.sigma"),
+        ({"validation": {"levels": []}}, "validation.levels"),
+        ({"validation": {"levels": [{"kind": "none"}, {"kind": "none"}]}}, "validation.levels"),
+        ({"noise": {"kind": "mixed", "gaussian_share": 0.7, "clean_share": 0.5}}, "noise.clean_share"),
+        ({"noise": {"kind": "physics", "clean_share": 0.1}}, "noise.kind"),
+        ({"noise": {"dose_sampling": "log"}}, "noise.dose_sampling"),
+        ({"precision": "fp8"}, "precision"),
         ({"model": {"encoder_name": "RN18"}}, "model.encoder_name"),
         ({"model": {"depth": 3}}, "model.depth"),
         ({"augment": {"mixup_prob": 2}}, "augment.mixup_prob"),
@@ -175,13 +182,52 @@ def test_mixup_mixes_input_and_target_with_the_same_weight_and_pairing() -> None
     assert mixup(noisy, clean, never, np.random.default_rng(0))[0] is noisy
 
 
+# ---------------------------------------------------------------- noise mixtures
+
+
+def test_a_mixed_noise_draws_clean_gaussian_and_physics_crops_in_the_stated_shares() -> None:
+    noise = NoiseConfig(kind="mixed", gaussian_share=0.3, clean_share=0.2, sigma_range=(0.01, 0.05))
+    clean = torch.full((16, 16), 0.25)
+    physics = np.full((16, 16), 500.0, dtype=np.float32)  # stands for a simulated crop: far from clean
+    rng = np.random.default_rng(0)
+    kinds = []
+    for _ in range(2000):
+        noisy = noisy_unit(clean, physics, noise, rng)
+        if torch.equal(noisy, clean):
+            kinds.append("clean")
+        elif torch.allclose(noisy, hu_to_unit(torch.from_numpy(physics))):
+            kinds.append("physics")
+        else:
+            assert 0.005 < float((noisy - clean).std()) < 0.06  # sigma drawn from sigma_range
+            kinds.append("gaussian")
+    shares = {kind: kinds.count(kind) / len(kinds) for kind in ("clean", "gaussian", "physics")}
+    assert shares == pytest.approx({"clean": 0.2, "gaussian": 0.3, "physics": 0.5}, abs=0.03)
+    assert NoiseConfig(kind="mixed", gaussian_share=0.5, clean_share=0.5).uses_physics is False
+
+
+def test_log_uniform_doses_give_each_factor_of_dose_the_same_weight() -> None:
+    noise = NoiseConfig(kind="physics", dose_range=(0.04, 1.0), dose_sampling="log-uniform")
+    rng = np.random.default_rng(1)
+    doses = np.array([draw_dose(noise, rng) for _ in range(4000)])
+    assert doses.min() >= 0.04 and doses.max() <= 1.0
+    assert np.mean(doses < 0.2) == pytest.approx(np.log(0.2 / 0.04) / np.log(1.0 / 0.04), abs=0.03)
+
+
+def test_a_bf16_training_step_runs_and_keeps_fp32_weights(data_root: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(data_root, iterations=2, checkpoint_every=2, precision="bf16")
+    result = train(train_config_from_dict(recipe), tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in log_events(tmp_path / "run", "train")]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert all(t.dtype == torch.float32 for t in load_checkpoint(result.model_dir).state_dict().values() if t.is_floating_point())
+
+
 # ---------------------------------------------------------------- training
 
 
 def test_training_lowers_the_loss_and_writes_a_usable_model(data_root: Path, tmp_path: Path) -> None:
     recipe = tiny_recipe(
         data_root, iterations=40, checkpoint_every=40, batch_size=4,
-        validation={"every": 20, "crop": 64, "noise": {"kind": "gaussian"}},
+        validation={"every": 20, "crop": 64, "levels": [{"kind": "gaussian"}, {"kind": "none"}]},
     )
     run = tmp_path / "run"
     result = train(train_config_from_dict(recipe), run, progress=False)
@@ -190,7 +236,13 @@ def test_training_lowers_the_loss_and_writes_a_usable_model(data_root: Path, tmp
     assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
     validations = log_events(run, "validation")
     assert [v["iteration"] for v in validations] == [0, 20, 40]
-    assert set(validations[-1]["metrics"]) == {"redcnn", "clip-paper"}
+    assert set(validations[-1]["metrics"]) == {"gaussian 5/255", "clean"}
+    assert all(set(level) == {"redcnn", "clip-paper"} for level in validations[-1]["metrics"].values())
+    scores = [v["selection_score"] for v in validations]
+    assert scores[-1] == pytest.approx(np.mean([m["redcnn"]["psnr"] for m in validations[-1]["metrics"].values()]))
+    best = json.loads((run / BEST_MODEL_DIR / "config.json").read_text())["training_summary"]
+    assert best["selection_score"] == max(scores[1:])
+    assert best["iterations"] == [v["iteration"] for v in validations][scores.index(max(scores[1:]))]
     assert result.model_dir == run / MODEL_DIR
     model = load_checkpoint(result.model_dir)
     summary = json.loads((run / MODEL_DIR / "config.json").read_text())["training_summary"]

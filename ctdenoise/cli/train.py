@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, output, resume=args.resume, progress=not args.no_progress)
     log.info("model written to %s after %d iterations", result.model_dir, result.iterations)
     if result.validation:
-        for protocol, scores in result.validation.items():
-            log.info("validation %s: PSNR %.2f dB, SSIM %.4f", protocol, scores["psnr"], scores["ssim"])
+        for level, by_protocol in result.validation.items():
+            for protocol, scores in by_protocol.items():
+                log.info("validation %s, %s: PSNR %.2f dB, SSIM %.4f", level, protocol, scores["psnr"], scores["ssim"])
     return EXIT_OK

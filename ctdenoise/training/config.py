@@ -28,6 +28,11 @@ OPENAI_WEIGHTS = "openai"
 RANDOM_WEIGHTS = "random"
 
 
+def _per_255(sigma: float) -> str:
+    """``sigma`` on the model scale as the paper writes it, in 255ths (``0.0196 -> '5'``)."""
+    return f"{round(sigma * 255, 2):g}"
+
+
 def _require(condition: bool, key: str, problem: str) -> None:
     if not condition:
         raise ConfigError(key, problem)
@@ -63,27 +68,62 @@ class NoiseConfig:
     """How a noisy input is made from a normal-dose slice.
 
     ``gaussian``: the paper's i.i.d. noise of std ``sigma`` on the (HU+1024)/4096 scale, drawn afresh
-    for every crop. ``physics``: :func:`ctdenoise.simulate.simulate_low_dose` with a dose fraction drawn
-    uniformly from ``dose_range``; simulating a whole slice is costly, so ``realisations`` noisy copies
-    per training slice are made once at start-up and crops are taken from them.
+    for every crop (with ``sigma_range`` set, the std itself is drawn uniformly from it per crop).
+    ``physics``: :func:`ctdenoise.simulate.simulate_low_dose` with a dose fraction drawn from ``dose_range``
+    (``dose_sampling``: ``uniform``, or ``log-uniform`` for equal weight per factor of dose); simulating a
+    whole slice is costly, so ``realisations`` noisy copies per training slice are made once at start-up
+    and crops are taken from them. ``none``: the input is the clean slice itself (clean-in/clean-out).
+    ``mixed``: each crop is clean with probability ``clean_share``, Gaussian with probability
+    ``gaussian_share`` and physics low dose otherwise, each as described above.
     """
 
-    kind: Literal["gaussian", "physics"] = "gaussian"
+    kind: Literal["gaussian", "physics", "mixed", "none"] = "gaussian"
     sigma: float = PAPER_SIGMA
+    sigma_range: tuple[float, float] | None = None
     dose_range: tuple[float, float] = (0.25, 0.25)
+    dose_sampling: Literal["uniform", "log-uniform"] = "uniform"
     i0: float = DEFAULT_I0
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR
     n_views: int = DEFAULT_N_VIEWS
     realisations: int = 8
+    gaussian_share: float = 0.0
+    clean_share: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.sigma > 0, "sigma", "must be > 0")
+        if self.sigma_range is not None:
+            s_low, s_high = self.sigma_range
+            _require(0 < s_low <= s_high, "sigma_range", f"must be [low, high] with 0 < low <= high, got {list(self.sigma_range)}")
         low, high = self.dose_range
         _require(0 < low <= high <= 1, "dose_range", f"must be [low, high] with 0 < low <= high <= 1, got {list(self.dose_range)}")
         _require(self.i0 > 0, "i0", "must be > 0")
         _require(self.electronic_noise_var >= 0, "electronic_noise_var", "must be >= 0")
         _require(self.n_views >= 8, "n_views", "must be >= 8")
         _require(self.realisations >= 1, "realisations", "must be >= 1")
+        for key in ("gaussian_share", "clean_share"):
+            _require(0 <= getattr(self, key) <= 1, key, "must be in [0, 1]")
+        _require(self.gaussian_share + self.clean_share <= 1, "clean_share", "gaussian_share + clean_share must be <= 1")
+        if self.kind != "mixed":
+            _require(self.gaussian_share == 0 and self.clean_share == 0, "kind",
+                     "gaussian_share / clean_share apply to kind: mixed only")
+
+    @property
+    def uses_physics(self) -> bool:
+        """Whether low-dose realisations have to be simulated for this noise."""
+        return self.kind == "physics" or (self.kind == "mixed" and self.gaussian_share + self.clean_share < 1)
+
+    @property
+    def label(self) -> str:
+        """A short name of this noise for logs and tables, e.g. ``dose 0.25``, ``gaussian 5/255``, ``clean``."""
+        if self.kind == "none":
+            return "clean"
+        if self.kind == "gaussian":
+            if self.sigma_range is not None:
+                return f"gaussian {_per_255(self.sigma_range[0])}-{_per_255(self.sigma_range[1])}/255"
+            return f"gaussian {_per_255(self.sigma)}/255"
+        low, high = self.dose_range
+        dose = f"dose {low:g}" if low == high else f"dose {low:g}-{high:g}"
+        return dose if self.kind == "physics" else f"mixed ({dose}, gaussian {self.gaussian_share:g}, clean {self.clean_share:g})"
 
 
 @dataclass(frozen=True)
@@ -122,15 +162,17 @@ class AugmentConfig:
 class ValidationConfig:
     """Validation every ``every`` iterations (0: never) on the validation slices, with fixed noise.
 
-    The noisy validation inputs are made once with ``noise`` (default: physics-simulated quarter dose)
-    and seed ``seed``. ``crop``: centre-crop validation slices to this size (None: whole slices);
+    The noisy validation inputs are made once for each of ``levels`` (default: physics-simulated quarter
+    dose) with seed ``seed``. ``crop``: centre-crop validation slices to this size (None: whole slices);
     ``max_slices``: use at most this many validation slices (evenly spaced). Metrics: PSNR/SSIM/RMSE under
-    each of ``protocols`` (see :mod:`ctdenoise.evaluate.metrics`).
+    each of ``protocols`` (see :mod:`ctdenoise.evaluate.metrics`), per level. The selection score, fixed
+    before any run, is the ``psnr`` of the first protocol averaged over all levels; the checkpoint with the
+    best score is kept as the run's ``best_model``.
     """
 
     every: int = 1000
     protocols: tuple[str, ...] = ("redcnn", "clip-paper")
-    noise: NoiseConfig = NoiseConfig(kind="physics", dose_range=(0.25, 0.25), realisations=1)
+    levels: tuple[NoiseConfig, ...] = (NoiseConfig(kind="physics", dose_range=(0.25, 0.25), realisations=1),)
     crop: int | None = None
     max_slices: int = 16
     seed: int = 1234
@@ -139,6 +181,10 @@ class ValidationConfig:
         _require(self.every >= 0, "every", "must be >= 0 (0 disables validation)")
         _require(self.max_slices >= 1, "max_slices", "must be >= 1")
         _require(self.crop is None or self.crop >= 32, "crop", "must be >= 32 or null")
+        _require(len(self.levels) >= 1, "levels", "must list at least one noise level")
+        labels = [level.label for level in self.levels]
+        _require(len(set(labels)) == len(labels), "levels", f"lists a noise level twice: {labels}")
+        _require(all(level.kind != "mixed" for level in self.levels), "levels", "a validation level cannot be kind: mixed")
         for name in self.protocols:
             try:
                 get_protocol(name)
@@ -156,7 +202,8 @@ class TrainConfig:
     ``encoder_weights``: ``openai`` (CLIP weights found by :func:`ctdenoise.model.resolve_clip_weights`:
     user cache, else download), a path to a CLIP weight file, or ``random`` (the encoder keeps its
     random initialisation from ``seed``; recorded as such in the checkpoint). ``batch_size`` is the
-    global batch: with torchrun each of N processes draws ``batch_size / N`` crops. ``num_threads``:
+    global batch: with torchrun each of N processes draws ``batch_size / N`` crops. ``precision``: ``bf16``
+    runs the forward pass under bfloat16 autocast (the loss, weights and optimizer stay fp32). ``num_threads``:
     CPU threads per process (None: torch's default).
     """
 
@@ -176,6 +223,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 50
     device: str = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
     num_threads: int | None = None
     deterministic: bool = True
 

@@ -6,7 +6,9 @@ Output folder layout (written by rank 0 only):
 * ``train_log.jsonl``: one JSON object per line: ``start``, ``train`` (loss, lr, grad norm, time),
   ``validation`` (PSNR/SSIM/RMSE per protocol; the noisy input's scores at iteration 0), ``end``;
 * ``checkpoints/iter_<N>/``: resumable checkpoints (:mod:`ctdenoise.training.state`);
-* ``model/``: the final model, loadable by ``ctdenoise denoise --model``.
+* ``model/``: the final model, loadable by ``ctdenoise denoise --model``;
+* ``best_model/``: the model at the validation with the best selection score
+  (:func:`ctdenoise.training.validation.selection_score`), with that iteration in its summary.
 
 Reproducibility: the batch, its noise and the feature-augmentation noise of iteration ``i`` on rank
 ``r`` come from generators seeded with ``(seed, r, i)``, so a resumed run continues exactly as an
@@ -46,7 +48,7 @@ from ctdenoise.training.state import (
     save_model,
     save_training_state,
 )
-from ctdenoise.training.validation import build_validation_set, evaluate
+from ctdenoise.training.validation import build_validation_set, evaluate, selection_score
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ CONFIG_COPY = "config.yaml"
 LOG_FILE = "train_log.jsonl"
 CHECKPOINTS = "checkpoints"
 MODEL_DIR = "model"
+BEST_MODEL_DIR = "best_model"
 #: Settings that may change when a run is resumed (they do not change what is learned).
 RESUMABLE_CHANGES = ("validation", "checkpoint_every", "keep_checkpoints", "log_every", "device", "num_threads")
 
@@ -132,7 +135,9 @@ class _Run:
         }
         self._write_start(start, summary_base, count_parameters(model))
         if validation_set is not None and start == 0:
-            self._log({"event": "validation", "iteration": 0, "input": "noisy", "metrics": evaluate(None, validation_set, config.validation.protocols, runtime.device)})
+            scores = evaluate(None, validation_set, config.validation.protocols, runtime.device)
+            self._log({"event": "validation", "iteration": 0, "input": "noisy", "metrics": scores,
+                       "selection_score": selection_score(scores, config.validation.protocols)})
         net: nn.Module = model
         if runtime.distributed:
             net = DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
@@ -153,6 +158,8 @@ class _Run:
                    disable=not (self.progress and runtime.is_main), mininterval=2.0)
         losses: list[float] = []
         last_scores = None
+        best_score = self._best_score_so_far()
+        autocast = torch.autocast(runtime.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
         tick = time.monotonic()
         for iteration in range(start, config.iterations):
             rng = np.random.default_rng([config.seed, runtime.rank, iteration])
@@ -160,7 +167,9 @@ class _Run:
             noisy, clean = mixup(noisy, clean, config.augment, rng)
             torch.manual_seed(int(rng.integers(2**63)))  # the model's feature-augmentation noise
             noisy, clean = noisy.to(runtime.device), clean.to(runtime.device)
-            loss = torch.nn.functional.l1_loss(net(noisy), clean)
+            with autocast:
+                output = net(noisy)
+            loss = torch.nn.functional.l1_loss(output.float(), clean)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -179,11 +188,26 @@ class _Run:
                 losses, tick = [], time.monotonic()
             if validation_set is not None and (done % config.validation.every == 0 or done == config.iterations):
                 last_scores = evaluate(model, validation_set, config.validation.protocols, runtime.device)
-                self._log({"event": "validation", "iteration": done, "input": "model", "metrics": last_scores})
+                score = selection_score(last_scores, config.validation.protocols)
+                self._log({"event": "validation", "iteration": done, "input": "model", "metrics": last_scores,
+                           "selection_score": score})
+                if best_score is None or score > best_score:
+                    best_score = score
+                    save_model(model, self.output_dir / BEST_MODEL_DIR,
+                               {**summary_base, "iterations": done, "selection_score": score, "final_validation": last_scores})
             if done % config.checkpoint_every == 0 or done == config.iterations:
                 self._checkpoint(model, optimizer, scheduler, done, {**summary_base, "iterations_done": done})
         bar.close()
         return last_scores
+
+    def _best_score_so_far(self) -> float | None:
+        """The best selection score logged by the run being resumed (None for a fresh run)."""
+        log_file = self.output_dir / LOG_FILE
+        if self.resume_from is None or not log_file.exists():
+            return None
+        scores = [record["selection_score"] for record in map(json.loads, log_file.read_text().splitlines())
+                  if record.get("event") == "validation" and record.get("input") == "model" and "selection_score" in record]
+        return max(scores, default=None)
 
     def _model(self) -> tuple[CLIPDenoiser | REDCNN, dict[str, Any]]:
         """The denoiser on the device, its encoder set as ``encoder_weights`` says, and a record of which."""

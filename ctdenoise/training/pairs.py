@@ -21,13 +21,20 @@ from ctdenoise.training.data import CTSlice
 log = logging.getLogger(__name__)
 
 
+def draw_dose(noise: NoiseConfig, rng: np.random.Generator) -> float:
+    """A dose fraction from ``noise.dose_range``, uniform or log-uniform as ``noise.dose_sampling`` says."""
+    low, high = noise.dose_range
+    if noise.dose_sampling == "log-uniform":
+        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    return float(rng.uniform(low, high))
+
+
 def simulate_slice(ct_slice: CTSlice, noise: NoiseConfig, rng: np.random.Generator) -> np.ndarray:
-    """A physics-simulated low-dose version (HU) of one slice, dose fraction drawn from ``noise.dose_range``."""
-    dose = float(rng.uniform(*noise.dose_range))
+    """A physics-simulated low-dose version (HU) of one slice, dose fraction drawn by :func:`draw_dose`."""
     return simulate_low_dose(
         ct_slice.hu,
         ct_slice.spacing_mm,
-        dose_fraction=dose,
+        dose_fraction=draw_dose(noise, rng),
         i0=noise.i0,
         electronic_noise_var=noise.electronic_noise_var,
         n_views=noise.n_views,
@@ -35,11 +42,27 @@ def simulate_slice(ct_slice: CTSlice, noise: NoiseConfig, rng: np.random.Generat
     )
 
 
+def gaussian_unit(clean_unit: Tensor, noise: NoiseConfig, rng: np.random.Generator) -> Tensor:
+    """``clean_unit`` plus i.i.d. Gaussian noise of std ``noise.sigma`` (or drawn from ``noise.sigma_range``)."""
+    sigma = noise.sigma if noise.sigma_range is None else float(rng.uniform(*noise.sigma_range))
+    generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    return add_gaussian_noise(clean_unit, sigma, rng=generator)
+
+
 def noisy_unit(clean_unit: Tensor, noisy_hu: np.ndarray | None, noise: NoiseConfig, rng: np.random.Generator) -> Tensor:
-    """The noisy input on the model scale: Gaussian noise added to ``clean_unit``, or the simulated ``noisy_hu``."""
-    if noise.kind == "gaussian":
-        generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
-        return add_gaussian_noise(clean_unit, noise.sigma, rng=generator)
+    """The noisy input on the model scale for one crop, as ``noise.kind`` says.
+
+    ``noisy_hu`` is the matching crop of a physics realisation (needed for ``physics``, and for ``mixed``
+    when the crop's draw falls on physics noise); ``none`` returns ``clean_unit`` itself.
+    """
+    kind = noise.kind
+    if kind == "mixed":
+        draw = rng.uniform()
+        kind = "none" if draw < noise.clean_share else "gaussian" if draw < noise.clean_share + noise.gaussian_share else "physics"
+    if kind == "none":
+        return clean_unit.clone()
+    if kind == "gaussian":
+        return gaussian_unit(clean_unit, noise, rng)
     return hu_to_unit(torch.from_numpy(noisy_hu))
 
 
@@ -48,7 +71,7 @@ class PairSampler:
 
     Physics noise is simulated at construction: ``noise.realisations`` copies of every slice
     (seeded by ``seed`` and the slice index); each crop takes one of them at random. Gaussian noise
-    is drawn per crop. With ``augment.dihedral`` each pair is flipped/rotated (one of 8, shared by
+    and the choice of a ``mixed`` noise are drawn per crop. With ``augment.dihedral`` each pair is flipped/rotated (one of 8, shared by
     input and target).
     """
 
@@ -61,7 +84,7 @@ class PairSampler:
         self.augment = augment
         self.clean = [hu_to_unit(torch.from_numpy(s.hu)) for s in slices]
         self.simulated: list[list[np.ndarray]] = []
-        if noise.kind == "physics":
+        if noise.uses_physics:
             log.info("simulating %d low-dose realisations of %d slices", noise.realisations, len(slices))
             self.simulated = [
                 [simulate_slice(s, noise, np.random.default_rng([seed, index, r])) for r in range(noise.realisations)]

@@ -17,32 +17,38 @@ from ctdenoise.training.pairs import noisy_unit, simulate_slice
 
 @dataclass(frozen=True)
 class ValidationSet:
-    """Validation slices: clean HU references and their noisy inputs on the model scale (made once, seeded)."""
+    """Validation slices: clean HU references and, per noise level, their noisy inputs on the model scale.
+
+    ``noisy[label]`` holds one input per slice for the level of that label (made once, seeded).
+    """
 
     clean_hu: tuple[np.ndarray, ...]
-    noisy: tuple[torch.Tensor, ...]
+    noisy: dict[str, tuple[torch.Tensor, ...]]
     sources: tuple[str, ...]
 
 
 def build_validation_set(slices: list[CTSlice], config: ValidationConfig) -> ValidationSet:
-    """Pick at most ``config.max_slices`` evenly spaced slices, add ``config.noise`` (seeded), centre-crop."""
+    """Pick at most ``config.max_slices`` evenly spaced slices, centre-crop, add each of ``config.levels`` (seeded)."""
     if len(slices) > config.max_slices:
         picks = np.linspace(0, len(slices) - 1, config.max_slices).round().astype(int)
         slices = [slices[i] for i in picks]
-    clean, noisy = [], []
-    for index, ct_slice in enumerate(slices):
-        rng = np.random.default_rng([config.seed, index])
-        noisy_hu = simulate_slice(ct_slice, config.noise, rng) if config.noise.kind == "physics" else None
-        window = _centre(ct_slice.hu.shape, config.crop)
-        clean_unit = hu_to_unit(torch.from_numpy(ct_slice.hu[window]))
-        noisy.append(noisy_unit(clean_unit, None if noisy_hu is None else noisy_hu[window], config.noise, rng).float())
-        clean.append(ct_slice.hu[window])
-    return ValidationSet(tuple(clean), tuple(noisy), tuple(s.source for s in slices))
+    clean = tuple(s.hu[_centre(s.hu.shape, config.crop)] for s in slices)
+    noisy: dict[str, tuple[torch.Tensor, ...]] = {}
+    for level_index, level in enumerate(config.levels):
+        inputs = []
+        for index, ct_slice in enumerate(slices):
+            rng = np.random.default_rng([config.seed, level_index, index])
+            noisy_hu = simulate_slice(ct_slice, level, rng) if level.uses_physics else None
+            window = _centre(ct_slice.hu.shape, config.crop)
+            clean_unit = hu_to_unit(torch.from_numpy(clean[index]))
+            inputs.append(noisy_unit(clean_unit, None if noisy_hu is None else noisy_hu[window], level, rng).float())
+        noisy[level.label] = tuple(inputs)
+    return ValidationSet(clean, noisy, tuple(s.source for s in slices))
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module | None, data: ValidationSet, protocols: tuple[str, ...], device: torch.device) -> dict:
-    """Mean PSNR/SSIM/RMSE over the validation slices for each protocol: ``{protocol: {metric: value}}``.
+    """Mean PSNR/SSIM/RMSE over the validation slices: ``{level: {protocol: {metric: value}}}``.
 
     ``model=None`` scores the noisy inputs themselves (the baseline). The model is run in eval mode
     and put back in the mode it was in.
@@ -50,17 +56,25 @@ def evaluate(model: nn.Module | None, data: ValidationSet, protocols: tuple[str,
     was_training = model.training if model is not None else False
     if model is not None:
         model.eval()
-    scores: dict[str, dict[str, list[float]]] = {p: {"psnr": [], "ssim": [], "rmse_hu": []} for p in protocols}
-    for noisy, clean_hu in zip(data.noisy, data.clean_hu):
-        output = noisy if model is None else model(noisy[None, None].to(device))[0, 0].float().cpu()
-        pred_hu = unit_to_hu(output.numpy())
-        for protocol in protocols:
-            result = compute_metrics(pred_hu, clean_hu, protocol)
-            for metric in scores[protocol]:
-                scores[protocol][metric].append(float(result[metric]))
+    results = {}
+    for label, inputs in data.noisy.items():
+        scores: dict[str, dict[str, list[float]]] = {p: {"psnr": [], "ssim": [], "rmse_hu": []} for p in protocols}
+        for noisy, clean_hu in zip(inputs, data.clean_hu):
+            output = noisy if model is None else model(noisy[None, None].to(device))[0, 0].float().cpu()
+            pred_hu = unit_to_hu(output.numpy())
+            for protocol in protocols:
+                result = compute_metrics(pred_hu, clean_hu, protocol)
+                for metric in scores[protocol]:
+                    scores[protocol][metric].append(float(result[metric]))
+        results[label] = {p: {m: float(np.mean(v)) for m, v in metrics.items()} for p, metrics in scores.items()}
     if model is not None:
         model.train(was_training)
-    return {p: {m: float(np.mean(v)) for m, v in metrics.items()} for p, metrics in scores.items()}
+    return results
+
+
+def selection_score(scores: dict, protocols: tuple[str, ...]) -> float:
+    """The pre-stated selection rule: PSNR of the first protocol, averaged over every validation level."""
+    return float(np.mean([level[protocols[0]]["psnr"] for level in scores.values()]))
 
 
 def _centre(shape: tuple[int, ...], crop: int | None) -> tuple[slice, slice]:
