@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 
 EXAMPLE_SOURCE = "CT_small.dcm"
 EXAMPLE_POSITIONS_MM = (0.0, 5.0, 10.0, 15.0)
+EXAMPLE_DESCRIPTION = "ctdenoise example (built from pydicom CT_small)"
 
 
 def build_series_from_slice(
@@ -67,5 +68,5 @@ def write_example_series(dest: Path | str) -> Path:
         get_testdata_file(EXAMPLE_SOURCE),
         dest,
         EXAMPLE_POSITIONS_MM,
-        series_description="ctdenoise example (built from pydicom CT_small)",
+        series_description=EXAMPLE_DESCRIPTION,
     )
