@@ -93,12 +93,12 @@ def _series_description(source: Dataset, suffix: str) -> str:
 
 
 def _common_header(source: Dataset, *, series_uid: str, series_number: int, description_suffix: str,
-                   created: datetime) -> Dataset:
+                   created: datetime, derived_uid: Callable[[str], str] | None = None) -> Dataset:
     ds = copy.deepcopy(source)
     for keyword in _NEW_KEYWORDS:  # set afresh, with the dictionary VR (a damaged source may carry another VR)
         if keyword in ds:
             delattr(ds, keyword)
-    uid = new_uid()
+    uid = derived_uid(str(source.SOPInstanceUID)) if derived_uid is not None else new_uid()
     ds.SOPInstanceUID = uid
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
@@ -231,6 +231,7 @@ def write_derived_dicom(
     series_number: int | None = None,
     overwrite: bool = False,
     slice_ready: Callable[[int], None] | None = None,
+    derived_uid: Callable[[str], str] | None = None,
 ) -> list[Path]:
     """Write ``hu`` as a derived DICOM series of ``volume``'s source into the folder ``out_dir``.
 
@@ -242,6 +243,10 @@ def write_derived_dicom(
     ``slice_ready(k)``, when given, is called before slice ``k`` of ``hu`` is first read (before the
     whole array for Enhanced CT) and may block until that slice has been computed: the files are then
     written while ``hu`` is still being filled (:mod:`ctdenoise.overlap`).
+
+    ``derived_uid(source_uid)``, when given, returns the UID of the derived object for a source
+    SOPInstanceUID and the derived SeriesInstanceUID for the source SeriesInstanceUID (instead of new
+    random UIDs), so that writing the same derivation again gives the same UIDs.
     """
     out_dir = Path(out_dir)
     _check_writable(volume, hu, out_dir)
@@ -250,11 +255,12 @@ def write_derived_dicom(
     first = volume.dicom_datasets[0]
     number = series_number if series_number is not None else _source_series_number(first) + DEFAULT_DERIVED_SERIES_OFFSET
     header = dict(
-        series_uid=new_uid(),
+        series_uid=derived_uid(str(first.SeriesInstanceUID)) if derived_uid is not None else new_uid(),
         series_number=number,
         description_suffix=series_description_suffix,
         created=datetime.now(),
         derivation_description=derivation_description,
+        derived_uid=derived_uid,
     )
     if volume.source_format == "dicom-enhanced":
         wait_for(hu.shape[0] - 1)
