@@ -1,14 +1,6 @@
 """``ctdenoise evaluate``: score the denoiser and the baselines on paired low-/normal-dose CT.
 
-Data (one of):
-
-* ``--mayo ROOT``: a Mayo-2016 tree (``L067`` ... ``L506`` with ``full_1mm``/``quarter_1mm``, ...);
-  test patient ``L506`` unless ``--patients`` says otherwise;
-* ``--low DIR --full DIR``: one low-dose and one normal-dose series, paired by slice position;
-* ``--full DIR --simulate-dose K``: every series under DIR with a physics-simulated dose K as its low dose.
-
-``--sweep-dose`` / ``--sweep-sigma`` add the generalisation report on the normal-dose slices (with only
-``--full DIR`` given, only the sweep runs).
+The data modes and the sweep are described in :data:`DESCRIPTION`, the command's ``--help`` text.
 """
 
 from __future__ import annotations
@@ -50,11 +42,27 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+#: The ``--help`` description (plain text: argparse prints it as written).
+DESCRIPTION = """\
+Score the denoiser and the baselines on paired low-/normal-dose CT, under named metric protocols.
+
+Data (one of):
+
+  --mayo ROOT                     a Mayo-2016 tree (L067 ... L506 with full_1mm/quarter_1mm, ...);
+                                  test patient L506 unless --patients says otherwise
+  --low DIR --full DIR            one low-dose and one normal-dose series, paired by slice position
+  --full DIR --simulate-dose K    every series under DIR with a physics-simulated dose K as its low dose
+
+--sweep-dose / --sweep-sigma add the generalisation report on the normal-dose slices (with only
+--full DIR given, only the sweep runs).
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="score the model and baselines on paired low-/normal-dose CT (Mayo-2016 or folder pairs)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = p.add_argument_group("data")
@@ -83,7 +91,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every simulated noise")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
+                   help="output folder: metrics.csv, summary.json, summary.md, figures/ (and sweep/)")
     p.set_defaults(func=run)
 
 

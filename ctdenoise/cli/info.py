@@ -11,7 +11,12 @@ from ctdenoise.registry import DEFAULT_MODEL_NAME, available_models, model_card
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="versions, devices, models", description=__doc__)
+    p = subparsers.add_parser(
+        "info",
+        help="versions, devices, models",
+        description="Print the versions of ctdenoise and its main libraries, the compute devices, the shipped "
+        "models and the default model's card.",
+    )
     p.set_defaults(func=run)
 
 

@@ -19,15 +19,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "write it to OUT: a derived DICOM series folder for DICOM input (or --format), else an image file. "
         "Use it to make paired low/normal-dose data from your own scans.",
     )
-    p.add_argument("input", type=Path, metavar="INPUT")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
+    p.add_argument("input", type=Path, metavar="INPUT", help="normal-dose DICOM series (folder or file) or NIfTI/NRRD/MHA file")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
+                   help="derived DICOM series folder, or image file (.nii.gz, .nrrd, .mha, ...)")
     p.add_argument("--dose", type=float, default=0.25, help="dose fraction k in (0, 1] (default: %(default)s)")
     p.add_argument("--i0", type=float, default=DEFAULT_I0, help="full-dose photons per ray and view (default: %(default)g)")
-    p.add_argument("--electronic-noise-var", type=float, default=DEFAULT_ELECTRONIC_NOISE_VAR, help="(default: %(default)s)")
+    p.add_argument("--electronic-noise-var", type=float, default=DEFAULT_ELECTRONIC_NOISE_VAR,
+                   help="variance of the electronic (detector) noise added to the photon counts (default: %(default)s)")
     p.add_argument("--views", type=int, default=DEFAULT_N_VIEWS, help="projection views over 180 degrees (default: %(default)s)")
     p.add_argument("--filter", choices=("hann", "ramp"), default="hann", help="reconstruction filter (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same noise")
-    p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"))
+    p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
+                   help="'same': a derived DICOM series for DICOM input, else the input's file format; 'nifti' adds "
+                   ".nii.gz to OUT if needed (default: %(default)s)")
     p.set_defaults(func=run)
 
 

@@ -21,8 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a CLIPDenoiser as the YAML recipe says (see configs/train_paper_ct.yaml). Writes "
         "OUTPUT/config.yaml, OUTPUT/train_log.jsonl (JSON lines: loss, lr, validation PSNR/SSIM), resumable "
         "checkpoints in OUTPUT/checkpoints/ and the final model in OUTPUT/model/ (use it with "
-        "`ctdenoise denoise --model OUTPUT/model`). For several processes/GPUs launch it with "
-        "`torchrun --nproc_per_node N -m ctdenoise train ...`.",
+        "'ctdenoise denoise --model OUTPUT/model'). For several processes/GPUs launch it with "
+        "'torchrun --nproc_per_node N -m ctdenoise train ...'.",
     )
     p.add_argument("--config", required=True, type=Path, help="training recipe (YAML)")
     p.add_argument("--output", type=Path, default=None, help="run folder (default: runs/<config name>)")
