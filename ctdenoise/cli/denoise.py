@@ -18,17 +18,9 @@ from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, reso
 log = logging.getLogger("ctdenoise.denoise")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "denoise",
-        help="denoise DICOM series / NIfTI volumes",
-        description="Denoise every series found under INPUT (DICOM files, folders or trees of many series; "
-        "NIfTI/NRRD/MHA files). The output tree mirrors the input, one folder per series, and "
-        f"OUTDIR/{REPORT_FILE} lists every series with its status. Exit code 0: all succeeded; "
-        "1: some failed (the rest were written); 2: usage error.",
-    )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model and inference options (``--model`` ... ``--backend``), shared by every subcommand that
+    denoises; :func:`inference_settings` turns them into InferenceSettings."""
     p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="shipped model name or checkpoint folder (default: %(default)s)")
     p.add_argument("--clip-weights", type=Path, default=None, metavar="FILE",
                    help="CLIP weight file (OpenAI RN50.pt or open_clip state dict) for models that do not carry their encoder")
@@ -44,6 +36,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                    help="onnxruntime: run the model in fp32 on the CPU with ONNX Runtime, faster than torch on "
                    "the CPUs measured (needs pip install 'ctdenoise[onnx]')")
+
+
+def inference_settings(args: argparse.Namespace) -> InferenceSettings:
+    """The InferenceSettings of the options :func:`add_model_options` added."""
+    return InferenceSettings(
+        device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
+        cuda_graphs=args.cuda_graphs, backend=args.backend,
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "denoise",
+        help="denoise DICOM series / NIfTI volumes",
+        description="Denoise every series found under INPUT (DICOM files, folders or trees of many series; "
+        "NIfTI/NRRD/MHA files). The output tree mirrors the input, one folder per series, and "
+        f"OUTDIR/{REPORT_FILE} lists every series with its status. Exit code 0: all succeeded; "
+        "1: some failed (the rest were written); 2: usage error.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
+    add_model_options(p)
     p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
                    help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
@@ -52,10 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = InferenceSettings(
-        device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
-        cuda_graphs=args.cuda_graphs, backend=args.backend,
-    )
+    settings = inference_settings(args)
     if not args.dry_run:
         resolve_model_dir(args.model)  # fail fast, before discovery, when the model does not exist
 
