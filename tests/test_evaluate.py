@@ -109,7 +109,7 @@ def test_missing_patient_or_dose_folders_name_the_path(mayo_root, tmp_path):
 
 def test_summary_statistics_are_mean_and_sample_std_per_group():
     rows = [
-        {"patient": p, "method": "m", "protocol": "redcnn", "psnr": v, "ssim": 0.5, "rmse_hu": 10.0}
+        {"patient": p, "method": "m", "protocol": "redcnn", "psnr": v, "ssim": 0.5, "rmse_hu": 10.0, "rmse_body_hu": 8.0}
         for p, v in (("A", 30.0), ("A", 32.0), ("B", 40.0))
     ]
     assert summarise(rows, "patient")["A"]["m"]["redcnn"]["psnr"] == {"mean": 31.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}
@@ -173,7 +173,10 @@ def test_generic_pair_mode_and_dose_sweep(mayo_root, tmp_path):
     assert json.loads((out / "summary.json").read_text())["data"]["mode"] == "pair"
     assert {p.name for p in (out / "figures").glob("full_1mm_slice*.png")} == {"full_1mm_slice0000.png", "full_1mm_slice0003.png"}
     with (out / "sweep" / "sweep.csv").open() as handle:
-        psnr = {(r["noise"], float(r["level"])): float(r["psnr_mean"]) for r in csv.DictReader(handle)}
+        rows = list(csv.DictReader(handle))
+    assert {r["case"] for r in rows} == {"all", "full_1mm"}  # pooled rows and one case's rows
+    psnr = {(r["noise"], float(r["level"])): float(r["psnr_mean"]) for r in rows if r["case"] == "all"}
+    assert all(float(r["rmse_body_hu_mean"]) > 0 for r in rows)
     assert psnr[("physics", 0.5)] > psnr[("physics", 0.1)]  # less dose, more noise
     assert set(psnr) == {("physics", 0.5), ("physics", 0.1), ("gaussian", 10.0)}
     assert (out / "sweep" / "psnr_vs_dose.png").stat().st_size > 0
@@ -191,3 +194,36 @@ def test_noise_estimate_of_the_nlm_baseline_finds_added_gaussian_noise(ct_small)
     hu = read_volume(ct_small).hu[0]
     noisy = hu + np.random.default_rng(0).normal(0.0, 80.0, hu.shape)
     assert 0.8 * 80 < estimate_noise_sigma_hu(noisy) < 1.25 * 80
+
+
+def test_body_mask_is_the_patient_with_lungs_filled_and_without_the_table():
+    from ctdenoise.evaluate.metrics import body_mask, body_rmse_hu
+
+    yy, xx = np.mgrid[:64, :64]
+    ref = np.full((64, 64), -1000.0)
+    body = (yy - 30) ** 2 / 20**2 + (xx - 32) ** 2 / 26**2 <= 1
+    ref[body] = 40.0
+    ref[(yy - 30) ** 2 + (xx - 22) ** 2 <= 36] = -850.0  # a lung inside the body
+    ref[60:62, 5:59] = 200.0  # the table, not connected to the body
+    mask = body_mask(ref)
+    assert np.array_equal(mask, body)
+    pred = ref.copy()
+    pred[body] += 10.0
+    pred[60:62] += 500.0  # errors outside the body do not count
+    assert body_rmse_hu(pred, ref) == pytest.approx(10.0)
+
+
+def test_given_sigma_filters_get_the_true_noise_level_of_each_slice(ct_small):
+    from ctdenoise.evaluate.methods import apply_method, classical_method, true_noise_sigma_hu
+
+    full = read_volume(ct_small).hu[:1].astype(np.float64)
+    low = full + np.random.default_rng(1).normal(0.0, 60.0, full.shape)
+    assert true_noise_sigma_hu(low[0], full[0]) == pytest.approx(60.0, rel=0.05)
+    seen = []
+    method = classical_method("nlm-sigma")
+    recorded = type(method)(method.name, method.kind, method.description,
+                            lambda hu, sigmas: (seen.append(sigmas), hu)[1], given_noise_level=True)
+    apply_method(recorded, low, full)
+    assert seen and seen[0][0] == pytest.approx(true_noise_sigma_hu(low[0], full[0]))
+    denoised = apply_method(method, low, full)
+    assert np.sqrt(np.mean((denoised - full) ** 2)) < 0.7 * np.sqrt(np.mean((low - full) ** 2))

@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     methods.add_argument("--model-name", default="clipdenoiser", help="label of --model in the reports")
     methods.add_argument("--redcnn", type=Path, metavar="DIR", help="RED-CNN checkpoint folder (supervised baseline)")
     methods.add_argument("--baselines", type=_names, default=("input", "nlm"),
-                         help="classical methods: input,nlm[,bm3d] (default: input,nlm)")
+                         help="classical methods: input,nlm[,bm3d]; nlm-sigma, bm3d-sigma: given the true noise level (default: input,nlm)")
     p.add_argument("--protocol", dest="protocols", action="append", choices=sorted(PROTOCOLS) + ["ldctbench:chest", "ldctbench:head"],
                    help="metric protocol (repeatable; default: redcnn)")
     p.add_argument("--window", default="abdomen", choices=sorted(WINDOWS), help="display window of the figures")

@@ -15,6 +15,9 @@ carries a provenance record for the summary (checkpoint hashes, parameters).
   and Gaussian 5/255, never on the held-out slices.
 * ``bm3d``: the ``bm3d`` package (non-commercial licence; not a dependency), same scale and sigma
   estimate; available only when the package is installed.
+* ``nlm-sigma`` / ``bm3d-sigma``: the same filters given the true noise level instead of the estimate
+  (an oracle no real scan offers: the best these filters can do). The true level of a slice is the std
+  of (noisy - reference) inside the body (:func:`true_noise_sigma_hu`); :func:`apply_method` supplies it.
 * a CLIPDenoiser checkpoint (:func:`clip_model_method`) or a RED-CNN checkpoint (:func:`redcnn_method`).
 """
 
@@ -33,8 +36,9 @@ import numpy as np
 from ctdenoise.errors import ConfigError
 from ctdenoise.intensity import HU_SPAN, hu_to_unit, unit_to_hu
 
-#: Classical methods by name; ``bm3d`` only where the package is installed.
-CLASSICAL_METHODS: tuple[str, ...] = ("input", "nlm", "bm3d")
+#: Classical methods by name; ``bm3d`` only where the package is installed; ``-sigma``: given the true noise level.
+CLASSICAL_METHODS: tuple[str, ...] = ("input", "nlm", "bm3d", "nlm-sigma", "bm3d-sigma")
+GIVEN_SIGMA_SUFFIX = "-sigma"
 NLM_SETTINGS: dict[str, float] = {"h_over_sigma": 1.2, "patch_size": 5, "patch_distance": 6}
 #: Noise estimate: local std in 7x7 windows whose mean lies in [-300, 300] HU (soft tissue and water),
 #: its 25th percentile (edges and texture raise the upper percentiles).
@@ -43,18 +47,45 @@ NOISE_WINDOW, NOISE_MEAN_RANGE_HU, NOISE_PERCENTILE = 7, (-300.0, 300.0), 25.0
 
 @dataclass(frozen=True)
 class Method:
-    """A named denoiser of HU stacks. ``kind``: input | classical | model (CLIP) | supervised (RED-CNN)."""
+    """A named denoiser of HU stacks. ``kind``: input | classical | model (CLIP) | supervised (RED-CNN).
+
+    ``denoise(hu)`` maps a (N, rows, cols) stack; a method with ``given_noise_level`` is called as
+    ``denoise(hu, sigmas_hu)`` with the true noise std of each slice: run methods through :func:`apply_method`.
+    """
 
     name: str
     kind: str
     description: str
-    denoise: Callable[[np.ndarray], np.ndarray]
+    denoise: Callable[..., np.ndarray]
     provenance: dict[str, Any] = field(default_factory=dict)
+    given_noise_level: bool = False
 
 
-def _per_slice(function: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    def run(hu: np.ndarray) -> np.ndarray:
-        return np.stack([unit_to_hu(function(hu_to_unit(s.astype(np.float64)))) for s in hu]).astype(np.float32)
+def true_noise_sigma_hu(low_hu: np.ndarray, full_hu: np.ndarray) -> float:
+    """The noise std (HU) that ``low_hu`` adds to its reference: std of the difference inside the body."""
+    from ctdenoise.evaluate.metrics import body_mask
+
+    mask = body_mask(full_hu)
+    difference = np.asarray(low_hu, np.float64) - np.asarray(full_hu, np.float64)
+    return float(difference[mask].std()) if mask.any() else float(difference.std())
+
+
+def apply_method(method: Method, low_hu: np.ndarray, full_hu: np.ndarray) -> np.ndarray:
+    """``method`` on the (N, rows, cols) stack ``low_hu``; a ``given_noise_level`` method also gets the true
+    noise std of each slice against ``full_hu`` (:func:`true_noise_sigma_hu`)."""
+    if method.given_noise_level:
+        return method.denoise(low_hu, [true_noise_sigma_hu(low, full) for low, full in zip(low_hu, full_hu)])
+    return method.denoise(low_hu)
+
+
+def _per_slice(function: Callable[[np.ndarray, float], np.ndarray], given_sigma: bool) -> Callable[..., np.ndarray]:
+    """A stack denoiser from ``function(unit_slice, sigma_unit)``; sigma estimated per slice unless given (HU)."""
+    def run(hu: np.ndarray, sigmas_hu: list[float] | None = None) -> np.ndarray:
+        out = []
+        for index, hu_slice in enumerate(hu):
+            sigma_hu = sigmas_hu[index] if given_sigma else estimate_noise_sigma_hu(hu_slice)
+            out.append(unit_to_hu(function(hu_to_unit(hu_slice.astype(np.float64)), sigma_hu / HU_SPAN)))
+        return np.stack(out).astype(np.float32)
 
     return run
 
@@ -79,20 +110,19 @@ def estimate_noise_sigma_hu(hu: np.ndarray) -> float:
     return float(np.percentile(local_std[tissue], NOISE_PERCENTILE))
 
 
-def _nlm_unit(unit: np.ndarray) -> np.ndarray:
+def _nlm_unit(unit: np.ndarray, sigma: float) -> np.ndarray:
     from skimage.restoration import denoise_nl_means
 
-    sigma = estimate_noise_sigma_hu(unit_to_hu(unit)) / HU_SPAN
     return denoise_nl_means(
         unit, h=NLM_SETTINGS["h_over_sigma"] * sigma, sigma=sigma, fast_mode=True,
         patch_size=int(NLM_SETTINGS["patch_size"]), patch_distance=int(NLM_SETTINGS["patch_distance"]),
     )
 
 
-def _bm3d_unit(unit: np.ndarray) -> np.ndarray:
+def _bm3d_unit(unit: np.ndarray, sigma: float) -> np.ndarray:
     import bm3d
 
-    return np.asarray(bm3d.bm3d(unit, sigma_psd=estimate_noise_sigma_hu(unit_to_hu(unit)) / HU_SPAN))
+    return np.asarray(bm3d.bm3d(unit, sigma_psd=sigma))
 
 
 def bm3d_available() -> bool:
@@ -101,20 +131,22 @@ def bm3d_available() -> bool:
 
 
 def classical_method(name: str) -> Method:
-    """The classical method ``name`` (``input``, ``nlm`` or ``bm3d``); ConfigError for others or a missing bm3d."""
+    """The classical method ``name`` (see :data:`CLASSICAL_METHODS`); ConfigError for others or a missing bm3d."""
     if name == "input":
         return Method("input", "input", "the low-dose image itself", lambda hu: np.asarray(hu, np.float32))
-    if name == "nlm":
+    base, given = (name[: -len(GIVEN_SIGMA_SUFFIX)], True) if name.endswith(GIVEN_SIGMA_SUFFIX) else (name, False)
+    sigma_text = "the true noise sigma of each slice given (oracle)" if given else "noise sigma estimated per slice"
+    if base == "nlm":
         return Method(
-            "nlm", "classical",
-            "scikit-image non-local means per slice on (HU+1024)/4096, noise sigma estimated per slice, h = 1.2 sigma",
-            _per_slice(_nlm_unit), {"package": "scikit-image", **NLM_SETTINGS},
+            name, "classical",
+            f"scikit-image non-local means per slice on (HU+1024)/4096, {sigma_text}, h = 1.2 sigma",
+            _per_slice(_nlm_unit, given), {"package": "scikit-image", **NLM_SETTINGS}, given_noise_level=given,
         )
-    if name == "bm3d":
+    if base == "bm3d":
         if not bm3d_available():
             raise ConfigError("methods", "bm3d was asked for but the optional 'bm3d' package is not installed (pip install bm3d)")
-        return Method("bm3d", "classical", "BM3D per slice on (HU+1024)/4096, sigma estimated per slice",
-                      _per_slice(_bm3d_unit), {"package": "bm3d"})
+        return Method(name, "classical", f"BM3D per slice on (HU+1024)/4096, {sigma_text}",
+                      _per_slice(_bm3d_unit, given), {"package": "bm3d"}, given_noise_level=given)
     raise ConfigError("methods", f"unknown method {name!r}; known: {', '.join(CLASSICAL_METHODS)}")
 
 

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter, uniform_filter
+from scipy.ndimage import binary_fill_holes, gaussian_filter, label, uniform_filter
 
 from ctdenoise.errors import ConfigError, InputError
 from ctdenoise.intensity import Window, get_window
@@ -204,6 +204,39 @@ def compute_metrics(
         "rmse_hu": float(rmse),
         "protocol": protocol.label,
     }
+
+
+#: Reference voxels above this are body (soft tissue, bone, contrast); lungs and bowel gas are filled in.
+BODY_THRESHOLD_HU: float = -500.0
+#: HU range the body RMSE clips both images to (the model's input range).
+BODY_RMSE_HU_RANGE: tuple[float, float] = (-1024.0, 3072.0)
+
+
+def body_mask(ref_hu: np.ndarray) -> np.ndarray:
+    """The patient's body in a 2D reference slice: the largest connected region above
+    :data:`BODY_THRESHOLD_HU`, holes filled (lungs, airways, bowel gas), without table or air."""
+    ref = _as_array(ref_hu, "reference")
+    regions, count = label(ref > BODY_THRESHOLD_HU)
+    if count == 0:
+        return np.zeros(ref.shape, dtype=bool)
+    sizes = np.bincount(regions.ravel())[1:]
+    return binary_fill_holes(regions == 1 + int(np.argmax(sizes)))
+
+
+def body_rmse_hu(pred_hu: np.ndarray | torch.Tensor, ref_hu: np.ndarray | torch.Tensor) -> float:
+    """RMSE in HU over :func:`body_mask` of the reference (both clipped to :data:`BODY_RMSE_HU_RANGE`).
+
+    Protocol-free: unlike the protocols' RMSE it neither clips to a soft-tissue range nor counts the air
+    around the patient, so it is the error a reader sees inside the body. NaN for a slice without a body.
+    """
+    pred, ref = _as_array(pred_hu, "prediction"), _as_array(ref_hu, "reference")
+    if pred.ndim != 2 or pred.shape != ref.shape:
+        raise InputError(None, f"expects two 2D slices of one shape, got {pred.shape} and {ref.shape}")
+    mask = body_mask(ref)
+    if not mask.any():
+        return float("nan")
+    diff = np.clip(pred, *BODY_RMSE_HU_RANGE) - np.clip(ref, *BODY_RMSE_HU_RANGE)
+    return float(np.sqrt(np.mean(diff[mask] ** 2)))
 
 
 def compute_volume_metrics(

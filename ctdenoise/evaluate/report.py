@@ -34,8 +34,8 @@ import numpy as np
 import ctdenoise
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.figures import metric_boxplot, slice_panel
-from ctdenoise.evaluate.methods import Method
-from ctdenoise.evaluate.metrics import compute_metrics, get_protocol
+from ctdenoise.evaluate.methods import Method, apply_method
+from ctdenoise.evaluate.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, PairedCase
 from ctdenoise.intensity import get_window
 
@@ -43,8 +43,8 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 SUMMARY_MARKDOWN = "summary.md"
 FIGURES_DIR = "figures"
-CSV_FIELDS = ("case", "patient", "slice", "position_mm", "method", "protocol", "psnr", "ssim", "rmse_hu")
-METRIC_NAMES = ("psnr", "ssim", "rmse_hu")
+CSV_FIELDS = ("case", "patient", "slice", "position_mm", "method", "protocol", "psnr", "ssim", "rmse_hu", "rmse_body_hu")
+METRIC_NAMES = ("psnr", "ssim", "rmse_hu", "rmse_body_hu")
 CHUNK_SLICES = 16
 _PACKAGES = ("numpy", "torch", "scikit-image", "scipy", "pydicom", "monai", "matplotlib", "bm3d")
 
@@ -114,6 +114,7 @@ def markdown_table(overall: dict[str, Any], protocols: Sequence[str], methods: S
     """The overall results as a Markdown table: one row per method, mean +- std per protocol and metric."""
     labels = [get_protocol(p).label for p in protocols]
     header = ["method"] + [f"{metric} ({label})" for label in labels for metric in ("PSNR dB", "SSIM", "RMSE HU")]
+    header.append("body RMSE HU")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
         cells = [method]
@@ -122,6 +123,8 @@ def markdown_table(overall: dict[str, Any], protocols: Sequence[str], methods: S
             for metric, digits in (("psnr", 2), ("ssim", 4), ("rmse_hu", 1)):
                 s = stats.get(metric, {})
                 cells.append("n/a" if s.get("mean") is None else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}")
+        body = overall.get(method, {}).get(labels[0], {}).get("rmse_body_hu", {})
+        cells.append("n/a" if body.get("mean") is None else f"{body['mean']:.1f} ± {body['std']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -168,13 +171,13 @@ def evaluate_case(
     rows: list[dict[str, Any]] = []
     for start in range(0, case.n_slices, CHUNK_SLICES):
         stop = min(start + CHUNK_SLICES, case.n_slices)
-        outputs = {m.name: m.denoise(case.low_hu[start:stop]) for m in methods}
+        outputs = {m.name: apply_method(m, case.low_hu[start:stop], case.full_hu[start:stop]) for m in methods}
         chunk_rows = []
         for name, output in outputs.items():
             for offset, (pred, ref) in enumerate(zip(output, case.full_hu[start:stop])):
                 index = start + offset
                 for protocol in settings.protocols:
-                    scores = compute_metrics(pred, ref, protocol)
+                    scores = {**compute_metrics(pred, ref, protocol), "rmse_body_hu": body_rmse_hu(pred, ref)}
                     chunk_rows.append({
                         "case": case.name, "patient": case.patient, "slice": index,
                         "position_mm": round(float(case.positions_mm[index]), 3), "method": name,

@@ -10,10 +10,12 @@ scores every method against the normal-dose slice:
   is trained at 5): :func:`ctdenoise.simulate.add_gaussian_noise` on the model scale.
 
 Noise is seeded per (run seed, case, condition), so every method sees the same noisy images. Outputs:
-``sweep.csv`` / ``sweep.json`` (mean and sample std over slices per condition, method and protocol),
-``sweep.md`` (the table plus findings computed from it: the best method per condition and each
-trained network's gain over the input and over the best classical filter, flagged where it is not
-positive) and ``psnr_vs_dose.png``.
+``sweep.csv`` / ``sweep.json`` (mean and sample std over slices per case and condition, method and
+protocol; ``case`` ``all`` pools every case), ``sweep.md`` (the pooled table, one table per case with
+PSNR and body RMSE, plus findings computed from them: the best method per condition and each trained
+network's gain over the input and over the best classical filter, flagged where it is not positive)
+and ``psnr_vs_dose.png``. Metrics: PSNR, SSIM and RMSE under each protocol, and the protocol-free body
+RMSE (:func:`ctdenoise.evaluate.metrics.body_rmse_hu`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import numpy as np
 
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.figures import sweep_plot
-from ctdenoise.evaluate.methods import Method
-from ctdenoise.evaluate.metrics import compute_metrics, get_protocol
+from ctdenoise.evaluate.methods import Method, apply_method
+from ctdenoise.evaluate.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, case_seed
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.simulate import add_gaussian_noise, simulate_low_dose
@@ -40,8 +42,11 @@ SWEEP_CSV, SWEEP_JSON, SWEEP_MARKDOWN, SWEEP_PLOT = "sweep.csv", "sweep.json", "
 DEFAULT_DOSES: tuple[float, ...] = (0.5, 0.25, 0.1, 0.05)
 #: The Gaussian sigma of the paper's CT training recipe, in 1/255 of the model scale.
 PAPER_SIGMA_255: float = 5.0
-SWEEP_FIELDS = ("noise", "level", "method", "protocol", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
-                "rmse_hu_mean", "rmse_hu_std", "slices")
+#: The ``case`` of the rows that pool every case.
+ALL_CASES = "all"
+SWEEP_METRICS = ("psnr", "ssim", "rmse_hu", "rmse_body_hu")
+SWEEP_FIELDS = ("case", "noise", "level", "method", "protocol", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
+                "rmse_hu_mean", "rmse_hu_std", "rmse_body_hu_mean", "rmse_body_hu_std", "slices")
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,13 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every method under every condition on the normal-dose slices of ``cases``; write the report.
 
-    Returns the aggregated rows (one per condition, method and protocol; fields :data:`SWEEP_FIELDS`).
+    Returns the aggregated rows (one per case or :data:`ALL_CASES`, condition, method and protocol; fields
+    :data:`SWEEP_FIELDS`).
     ``progress`` is called with the number of slices finished after each (case, condition).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores: dict[tuple[str, float, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    scores: dict[tuple[str, str, float, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for case in cases:
         full = case.load_full()
         full_hu = full.hu[_kept_slices(full.shape[0], settings.max_slices_per_case)]
@@ -110,12 +116,14 @@ def run_sweep(
             rng = case_seed(settings.seed, f"{case.name}|{noise}|{level}")
             low = noisy_input(full_hu, full.spacing[1:], noise, level, rng)  # type: ignore[arg-type]
             for method in methods:
-                for pred, ref in zip(method.denoise(low), full_hu):
+                for pred, ref in zip(apply_method(method, low, full_hu), full_hu):
+                    body_rmse = body_rmse_hu(pred, ref)
                     for protocol in settings.protocols:
-                        result = compute_metrics(pred, ref, protocol)
-                        cell = scores[(noise, level, method.name, result["protocol"])]
-                        for metric in ("psnr", "ssim", "rmse_hu"):
-                            cell[metric].append(result[metric])
+                        result = {**compute_metrics(pred, ref, protocol), "rmse_body_hu": body_rmse}
+                        for case_name in (case.name, ALL_CASES):
+                            cell = scores[(case_name, noise, level, method.name, result["protocol"])]
+                            for metric in SWEEP_METRICS:
+                                cell[metric].append(result[metric])
             if progress is not None:
                 progress(len(full_hu))
     rows = [_row(key, cell) for key, cell in scores.items()]
@@ -123,9 +131,9 @@ def run_sweep(
     return rows
 
 
-def _row(key: tuple[str, float, str, str], cell: dict[str, list[float]]) -> dict[str, Any]:
-    noise, level, method, protocol = key
-    row: dict[str, Any] = {"noise": noise, "level": level, "method": method, "protocol": protocol}
+def _row(key: tuple[str, str, float, str, str], cell: dict[str, list[float]]) -> dict[str, Any]:
+    case, noise, level, method, protocol = key
+    row: dict[str, Any] = {"case": case, "noise": noise, "level": level, "method": method, "protocol": protocol}
     for metric, values in cell.items():
         array = np.asarray(values)
         row[f"{metric}_mean"] = float(array.mean())
@@ -138,10 +146,11 @@ def _level_label(noise: str, level: float) -> str:
     return f"dose {level:g}" if noise == "physics" else f"Gaussian sigma {level:g}/255"
 
 
-def findings(rows: Sequence[dict[str, Any]], methods: Sequence[Method], protocol: str) -> list[str]:
-    """Sentences computed from ``rows`` under ``protocol``: best method per condition, and for every
+def findings(rows: Sequence[dict[str, Any]], methods: Sequence[Method], protocol: str, case: str = ALL_CASES) -> list[str]:
+    """Sentences computed from the ``case`` rows under ``protocol``: best method per condition, and for every
     trained network its PSNR gain over the input and over the best classical filter, flagged when <= 0."""
-    table = {(r["noise"], r["level"], r["method"]): r["psnr_mean"] for r in rows if r["protocol"] == protocol}
+    table = {(r["noise"], r["level"], r["method"]): r["psnr_mean"] for r in rows
+             if r["protocol"] == protocol and r["case"] == case}
     kinds = {m.name: m.kind for m in methods}
     lines = []
     for noise, level in sorted({(n, lv) for n, lv, _ in table}, key=lambda c: (c[0] != "physics", -c[1] if c[0] == "physics" else c[1])):
@@ -172,7 +181,7 @@ def markdown_report(rows: Sequence[dict[str, Any]], methods: Sequence[Method], s
     text = []
     for protocol in settings.protocols:
         label = get_protocol(protocol).label
-        cells = {(r["noise"], r["level"], r["method"]): r for r in rows if r["protocol"] == label}
+        cells = {(r["noise"], r["level"], r["method"]): r for r in rows if r["protocol"] == label and r["case"] == ALL_CASES}
         text.append(f"### PSNR (dB) / SSIM, protocol `{label}`\n")
         text.append("| noise | " + " | ".join(names) + " |")
         text.append("|---|" + "---|" * len(names))
@@ -183,7 +192,28 @@ def markdown_report(rows: Sequence[dict[str, Any]], methods: Sequence[Method], s
         text.append("\nFindings (" + label + "):\n")
         text.extend(findings(rows, methods, label))
         text.append("")
+    text.extend(_case_tables(rows, methods, settings))
     return "\n".join(text) + "\n"
+
+
+def _case_tables(rows: Sequence[dict[str, Any]], methods: Sequence[Method], settings: SweepSettings) -> list[str]:
+    """One table per case (first protocol): mean PSNR dB / body RMSE HU per condition and method, and findings."""
+    names = [m.name for m in methods]
+    label = get_protocol(settings.protocols[0]).label
+    text = []
+    for case in sorted({r["case"] for r in rows} - {ALL_CASES}):
+        cells = {(r["noise"], r["level"], r["method"]): r for r in rows if r["protocol"] == label and r["case"] == case}
+        text.append(f"### Case `{case}`: PSNR (dB, `{label}`) / body RMSE (HU)\n")
+        text.append("| noise | " + " | ".join(names) + " |")
+        text.append("|---|" + "---|" * len(names))
+        for noise, level in settings.conditions():
+            values = [cells.get((noise, level, n)) for n in names]
+            text.append(f"| {_level_label(noise, level)} | " + " | ".join(
+                "n/a" if v is None else f"{v['psnr_mean']:.2f} / {v['rmse_body_hu_mean']:.1f}" for v in values) + " |")
+        text.append(f"\nFindings ({case}, {label}):\n")
+        text.extend(findings(rows, methods, label, case))
+        text.append("")
+    return text
 
 
 def write_sweep(rows: Sequence[dict[str, Any]], methods: Sequence[Method], settings: SweepSettings, out_dir: Path) -> None:
@@ -207,6 +237,6 @@ def write_sweep(rows: Sequence[dict[str, Any]], methods: Sequence[Method], setti
     physics: dict[str, list[tuple[float, float]]] = defaultdict(list)
     gaussian: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
-        if row["protocol"] == label:
+        if row["protocol"] == label and row["case"] == ALL_CASES:
             (physics if row["noise"] == "physics" else gaussian)[row["method"]].append((row["level"], row["psnr_mean"]))
     sweep_plot(dict(physics), dict(gaussian), label, out_dir / SWEEP_PLOT, training_sigma=PAPER_SIGMA_255)
