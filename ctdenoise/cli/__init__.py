@@ -18,7 +18,7 @@ from ctdenoise import __version__
 from ctdenoise.errors import CTDenoiseError
 
 #: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "simulate", "train")
+SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "serve", "simulate", "train")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 

@@ -1,0 +1,95 @@
+"""``ctdenoise serve``: a DICOM node that receives CT series, denoises them and sends the derived series on.
+
+A thin wiring of :mod:`ctdenoise.serve` (docs/dicom-node.md says what it guarantees and refuses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli.denoise import add_model_options, inference_settings
+from ctdenoise.errors import ConfigError
+
+MB = 1024 * 1024
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run a DICOM node: receive CT series, denoise, send the derived series on",
+        description="Listen as a DICOM Storage SCP (CT and Enhanced CT Image Storage, Verification). A series "
+        "that has been quiet for --series-timeout seconds is denoised and its derived series written to "
+        "--output and/or sent with C-STORE (--forward) and/or STOW-RS (--stow); it stays in the spool until "
+        "every destination confirmed it. SIGTERM stops accepting associations, finishes the current step and "
+        "exits 0. With --status, print the spool's pending/done/failed series as JSON and exit.",
+    )
+    p.add_argument("--spool", required=True, type=Path, metavar="DIR", help="durable work folder (created)")
+    p.add_argument("--status", action="store_true", help="print the spool's state as JSON and exit")
+    p.add_argument("--ae-title", default="CTDENOISE", help="this node's AE title (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=11112, help="port to listen on (default: %(default)s)")
+    p.add_argument("--output", type=Path, metavar="DIR", help="write each derived series into DIR")
+    p.add_argument("--forward", action="append", default=[], metavar="AET@HOST:PORT",
+                   help="send each derived series with C-STORE to this node (repeatable)")
+    p.add_argument("--stow", action="append", default=[], metavar="URL",
+                   help="send each derived series with STOW-RS to this DICOMweb studies endpoint, "
+                   "e.g. http://pacs:8042/dicom-web/studies (repeatable)")
+    p.add_argument("--allow-ae", nargs="+", default=[], metavar="AET",
+                   help="accept associations only from these calling AE titles (default: any)")
+    p.add_argument("--series-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="a series is complete after this many seconds without a new instance (default: %(default)s)")
+    p.add_argument("--max-instance-size", type=float, default=512, metavar="MB",
+                   help="refuse instances larger than this (default: %(default)s MB)")
+    p.add_argument("--max-series-instances", type=int, default=10000, metavar="N",
+                   help="refuse instances beyond this many in one series (default: %(default)s)")
+    p.add_argument("--max-spool-size", type=float, default=100, metavar="GB",
+                   help="refuse instances while the spool holds this much (default: %(default)s GB)")
+    p.add_argument("--retry-initial", type=float, default=5.0, metavar="SECONDS",
+                   help="wait before retrying a failed delivery; doubled after each failure (default: %(default)s)")
+    p.add_argument("--retry-max", type=float, default=300.0, metavar="SECONDS",
+                   help="longest wait between delivery attempts (default: %(default)s)")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctdenoise.serve.spool import spool_status
+
+    if args.status:
+        print(json.dumps(spool_status(args.spool), indent=2))
+        return EXIT_OK
+    if not (args.output or args.forward or args.stow):
+        raise ConfigError("destination", "give at least one of --output, --forward or --stow")
+    node = build_node(args)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    node.run(stop)
+    return EXIT_OK
+
+
+def build_node(args: argparse.Namespace):
+    """The :class:`ctdenoise.serve.node.Node` the options describe (the model is loaded on the first series)."""
+    from ctdenoise.registry import load_model, model_label
+    from ctdenoise.serve.derive import SeriesDenoiser
+    from ctdenoise.serve.node import Node, RetryPolicy
+    from ctdenoise.serve.scp import ScpConfig, StorageSCP
+    from ctdenoise.serve.senders import CStoreDestination, FolderDestination, StowDestination
+    from ctdenoise.serve.spool import Spool
+
+    settings = inference_settings(args)
+    label = model_label(args.model)  # fails fast when the model does not exist
+    denoiser = SeriesDenoiser(lambda: load_model(args.model, clip_weights=args.clip_weights), label, settings)
+    destinations = [FolderDestination(args.output)] if args.output else []
+    destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
+    destinations += [StowDestination(url) for url in args.stow]
+    spool = Spool(args.spool, max_bytes=int(args.max_spool_size * 1024 * MB), max_instances=args.max_series_instances)
+    scp = StorageSCP(spool, ScpConfig(args.ae_title, args.host, args.port, args.allow_ae,
+                                      int(args.max_instance_size * MB)))
+    return Node(spool, scp, denoiser, destinations, series_timeout=args.series_timeout,
+                retry=RetryPolicy(args.retry_initial, args.retry_max))
