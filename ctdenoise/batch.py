@@ -38,7 +38,9 @@ from ctdenoise.inference import InferenceSettings, prepare_for_settings
 from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, find_series, read_volume, write_volume
 from ctdenoise.io.atomic import output_os_error
 from ctdenoise.io.discover import safe_name
+from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.overlap import denoise_while_writing
+from ctdenoise.registry import model_description
 
 REPORT_FILE = "report.json"
 LOCK_FILE = ".ctdenoise.lock"
@@ -48,7 +50,12 @@ STALE_PATTERNS = (".*.partial-*", ".*.old-*")
 
 @dataclass
 class SeriesResult:
-    """Outcome of one series: ``status`` is "done", "skipped" (already done), "failed" or "planned"."""
+    """Outcome of one series: ``status`` is "done", "skipped" (already done), "failed" or "planned".
+
+    ``noise_hu_before`` / ``noise_hu_after``: the series' estimated noise in HU before and after denoising
+    (:func:`ctdenoise.noise_estimate.estimate_noise_hu`: white-noise-equivalent standard deviation in soft
+    tissue, from a few slices; None when the series has too little soft tissue); ``strength`` the one used.
+    """
 
     key: str
     input: str
@@ -57,6 +64,9 @@ class SeriesResult:
     seconds: float | None = None
     output: str | None = None
     error: str | None = None
+    strength: float | None = None
+    noise_hu_before: float | None = None
+    noise_hu_after: float | None = None
 
 
 @dataclass
@@ -187,6 +197,7 @@ def denoise_one(
     progress: Callable[[int], None] | None,
     read: Callable[[BatchJob], Volume] | None = None,
     prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    compression: str = "none",
 ) -> SeriesResult:
     """Read (with ``read``, default :func:`read_volume`), denoise (with ``prepare(model)`` when given) while
     writing the finished slices (:func:`ctdenoise.overlap.denoise_while_writing`), and publish one series;
@@ -199,17 +210,22 @@ def denoise_one(
     with atomic_write_dir(final_dir, overwrite=overwrite) as staging:
         volume = read(job) if read is not None else read_volume(job.ref)
         is_dicom_output = output_format == "dicom" or (output_format == "same" and volume.dicom_datasets)
+        noise_after: list[float | None] = []
 
         def write(hu: np.ndarray, slice_ready: Callable[[int], None]) -> list[Path]:
-            return write_volume(
+            written = write_volume(
                 volume,
                 hu,
                 staging if is_dicom_output else staging / final_dir.name,
                 format=output_format,
                 slice_ready=slice_ready,
-                series_description_suffix=f"denoised {model_label}",
-                derivation_description=f"ctdenoise {__version__} CLIPDenoising model {model_label}",
+                series_description_suffix=f"denoised {model_label} s={settings.strength:g}",
+                derivation_description=f"ctdenoise {__version__} {model_description(model, model_label)}, "
+                f"strength {settings.strength:g}",
+                **({"compression": compression} if is_dicom_output else {}),
             )
+            noise_after.append(estimate_noise_hu(hu))  # every slice is final once write_volume returned
+            return written
 
         denoise_while_writing(runner, volume, settings, write, progress)
     return SeriesResult(
@@ -219,7 +235,14 @@ def denoise_one(
         slices=int(volume.hu.shape[0]),
         seconds=round(time.perf_counter() - started, 3),
         output=str(final_dir.relative_to(out_dir)),
+        strength=settings.strength,
+        noise_hu_before=_rounded(estimate_noise_hu(volume.hu)),
+        noise_hu_after=_rounded(noise_after[0]),
     )
+
+
+def _rounded(noise_hu: float | None) -> float | None:
+    return None if noise_hu is None else round(noise_hu, 2)
 
 
 class SeriesPrefetcher:
@@ -268,6 +291,7 @@ def process_jobs(
     overwrite: bool,
     on_series_done: Callable[[SeriesResult], None] | None,
     progress: Callable[[int], None] | None,
+    compression: str = "none",
 ) -> BatchReport:
     """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
     ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
@@ -295,7 +319,7 @@ def process_jobs(
                 try:
                     result = denoise_one(
                         job, out_dir, model, label, settings, output_format, overwrite, progress,
-                        read=prefetcher.read, prepare=prepare_once,
+                        read=prefetcher.read, prepare=prepare_once, compression=compression,
                     )
                 except OutputStorageError as error:  # full or read-only output: every further series would fail
                     report.series.append(SeriesResult(job.key, str(job.ref.paths[0]), "failed", error=str(error)))
@@ -328,11 +352,13 @@ def run_batch(
     dry_run: bool = False,
     on_series_done: Callable[[SeriesResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    compression: str = "none",
 ) -> BatchReport:
     """Denoise every series under ``inputs`` into ``out_dir`` and write ``out_dir/report.json``.
 
     ``load_model`` returns (model, label); it is called once, and only if some series needs work.
     ``dry_run`` lists what would be done (status "planned"/"skipped") without loading the model or writing.
+    ``compression`` (none|rle|jpeg-ls|jpeg2000) encodes derived DICOM pixels losslessly (image files ignore it).
     Errors of one series (:class:`CTDenoiseError`, or an unexpected exception, recorded by type and
     message) are reported and the batch continues.
     """
@@ -354,7 +380,7 @@ def run_batch(
         report = BatchReport(model="", output_format=output_format, series=failures, discovery_problems=problems)
         process_jobs(
             jobs, out_dir, load_model, report, out_dir / REPORT_FILE, settings=settings, output_format=output_format,
-            overwrite=overwrite, on_series_done=on_series_done, progress=progress,
+            overwrite=overwrite, on_series_done=on_series_done, progress=progress, compression=compression,
         )
         write_text_atomic(out_dir / REPORT_FILE, report.to_json())
     return report

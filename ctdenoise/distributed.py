@@ -92,6 +92,7 @@ def run_batch_distributed(
     overwrite: bool = False,
     on_series_done: Callable[[SeriesResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    compression: str = "none",
 ) -> BatchReport:
     """:func:`ctdenoise.batch.run_batch` for one rank of a torchrun job; every rank returns the merged report.
 
@@ -114,6 +115,7 @@ def run_batch_distributed(
                 process_jobs(
                     mine, out_dir, load_model, partial, partial_path, settings=rank_settings(settings, info),
                     output_format=output_format, overwrite=overwrite, on_series_done=on_series_done, progress=progress,
+                    compression=compression,
                 )
             finally:
                 write_text_atomic(partial_path, partial.to_json())

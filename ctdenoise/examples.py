@@ -32,7 +32,8 @@ def build_series_from_slice(
 ) -> Path:
     """Write one DICOM file per position into the new folder ``dest`` and return ``dest``.
 
-    Copy ``k`` is moved ``positions_mm[k]`` along the source's slice normal, gets a new SOPInstanceUID
+    Copy ``k`` is moved ``positions_mm[k]`` along the source's slice normal (ImagePositionPatient, and
+    SliceLocation when the source has one, by the same distance), gets a new SOPInstanceUID
     (all copies share one new SeriesInstanceUID), InstanceNumber ``instance_numbers[k]`` (default k+1),
     and ``value_step * k`` added to its stored values (padding voxels excepted). Files are named
     ``slice000.dcm``, ... in the order given, so names need not follow positions.
@@ -52,6 +53,8 @@ def build_series_from_slice(
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.ImagePositionPatient = [f"{v:.4f}" for v in origin + normal * float(along)]
+        if "SliceLocation" in template:  # it follows the position: the source's value moved the same distance
+            ds.SliceLocation = f"{float(template.SliceLocation) + float(along):.4f}"
         ds.InstanceNumber = instance_numbers[k] if instance_numbers is not None else k + 1
         if series_description is not None:
             ds.SeriesDescription = series_description

@@ -31,11 +31,16 @@ BACKEND_CHOICES = ("torch", "onnxruntime")
 #: 512x512 slice take ~0.4 GB in fp32), large on a GPU where throughput grows with the batch.
 DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 16}
 
+#: The strength every entry point uses when the user does not choose one: the CLI (``--strength``), the
+#: MONAI transforms and the bundle. 0 returns the input unchanged, 1 the model's output (see
+#: :func:`blend_strength`).
+DEFAULT_STRENGTH = 1.0
+
 
 @dataclass(frozen=True)
 class InferenceSettings:
     """How to run the model: ``device`` (auto|cpu|cuda[:N]), ``precision`` (auto|fp32|bf16|fp16),
-    ``batch_size``, ``compile``, ``cuda_graphs``, ``backend`` (torch|onnxruntime).
+    ``batch_size``, ``compile``, ``cuda_graphs``, ``backend`` (torch|onnxruntime), ``strength`` (0..1).
 
     ``precision="auto"`` means fp16 autocast on a CUDA device and fp32 on the CPU
     (:func:`ctdenoise.accelerate.resolve_precision` says why); ``"fp32"`` forces full precision everywhere.
@@ -43,7 +48,8 @@ class InferenceSettings:
     through ``torch.compile`` (a one-off compilation per process, then every batch reuses it);
     ``cuda_graphs`` (CUDA devices only) captures the forward pass once and replays it for every batch;
     ``backend="onnxruntime"`` runs the model in fp32 on the CPU with ONNX Runtime (the optional extra
-    ``ctdenoise[onnx]``), whatever ``device="auto"`` would pick.
+    ``ctdenoise[onnx]``), whatever ``device="auto"`` would pick. ``strength`` blends the model's output
+    with its input in HU (:func:`blend_strength`; 0 = input unchanged, 1 = model output).
     """
 
     device: str = "auto"
@@ -52,8 +58,13 @@ class InferenceSettings:
     compile: bool = False
     cuda_graphs: bool = False
     backend: str = "torch"
+    strength: float = DEFAULT_STRENGTH
 
     def __post_init__(self) -> None:
+        if not isinstance(self.strength, (int, float)) or not 0.0 <= float(self.strength) <= 1.0:
+            raise ConfigError(
+                "strength", f"must be a number from 0 to 1 (0 = input unchanged, 1 = model output), got {self.strength!r}"
+            )
         if self.device.split(":")[0] not in DEVICE_CHOICES:
             raise ConfigError("device", f"{self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
         if self.precision not in PRECISION_CHOICES:
@@ -82,6 +93,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def blend_strength(noisy: torch.Tensor, denoised: torch.Tensor, strength: float) -> torch.Tensor:
+    """``noisy + strength * (denoised - noisy)`` in HU: exactly ``noisy`` at 0 and exactly ``denoised`` at 1."""
+    return torch.lerp(noisy, denoised.to(noisy.dtype), float(strength))
+
+
 def denoise_hu(
     model: torch.nn.Module,
     hu: np.ndarray,
@@ -97,6 +113,8 @@ def denoise_hu(
     to prepare once for many calls) under ``torch.inference_mode``, so the result is deterministic for a
     given device and precision. ``progress`` (if given) is called with the number of slices finished
     after each batch, once those slices are in the output array (slices ``0 .. total-1`` are then final).
+    The output is the blend of input and model output that ``settings.strength`` asks for
+    (:func:`blend_strength`); at strength 0 the model is not run and the output equals the input.
     """
     array = np.asarray(hu, dtype=np.float32)
     if array.ndim == 2:
@@ -105,6 +123,12 @@ def denoise_hu(
         raise ValueError(f"expected a (slices, rows, cols) HU array, got shape {array.shape}")
     if out is not None and (out.shape != array.shape or out.dtype != np.float32):
         raise ValueError(f"out must be a float32 array of shape {array.shape}, got {out.dtype} {out.shape}")
+    if settings.strength == 0:
+        output = np.empty_like(array) if out is None else out
+        output[...] = array
+        if progress is not None and array.shape[0]:
+            progress(array.shape[0])
+        return output
     runner = prepare_for_settings(model, settings)
     batch_size = runner.fixed_batch_size or settings.batch_size or DEFAULT_BATCH_SIZE.get(runner.device.type, 4)
     output = np.empty_like(array) if out is None else out
@@ -114,6 +138,8 @@ def denoise_hu(
             stop = min(start + batch_size, array.shape[0])
             batch = transfer.upload(array[start:stop], pad_to=runner.fixed_batch_size)
             clean = unit_to_hu(runner(hu_to_unit(batch.unsqueeze(1)))).squeeze(1)
+            if settings.strength != 1:
+                clean = blend_strength(batch, clean, settings.strength)
             finished = transfer.download(clean[: stop - start], output[start:stop])
             if progress is not None and finished:
                 progress(finished)
@@ -141,5 +167,6 @@ def denoise_volume(
     settings: InferenceSettings = InferenceSettings(),
     progress: Callable[[int], None] | None = None,
 ) -> Volume:
-    """Denoise every axial slice of ``volume``; the result keeps its geometry and DICOM sources."""
+    """Denoise every axial slice of ``volume`` (at ``settings.strength``); the result keeps its geometry and
+    DICOM sources."""
     return volume.with_hu(denoise_hu(model, volume.hu, settings, progress))

@@ -77,3 +77,33 @@ def model_label(spec: str | Path | None = None) -> str:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelError(f"{directory / 'config.json'}: cannot read the model's recorded sha256 ({error})") from None
     return f"{name}@{str(digest)[:12]}"
+
+
+def encoder_provenance(model: object) -> str:
+    """What the model's encoder weights are, for outputs and logs; says "CLIP" only if they are CLIP's.
+
+    A checkpoint records the sha256 and origin of the CLIP weights its encoder was loaded with
+    (``config.json`` ``encoder.weights_sha256`` / ``weights_origin``, on the model as
+    ``encoder_weights_sha256`` / ``encoder_weights_origin``); without them the encoder started from a
+    random initialisation. Whether it was then trained comes from ``config.train_encoder``. Examples:
+    ``"random init, trained"``, ``"CLIP RN50 weights, frozen"``, ``"CLIP RN50 init, trained"``; a model
+    that records neither (not a CLIPDenoiser) gives ``"not recorded"``.
+    """
+    config = getattr(model, "config", None)
+    trained = getattr(config, "train_encoder", None)
+    if trained is None or not hasattr(model, "encoder_weights_sha256"):
+        return "not recorded"
+    if getattr(model, "encoder_weights_sha256", None) is None:
+        return "random init, trained" if trained else "random init, frozen"
+    name = getattr(config, "encoder_name", "")
+    return f"CLIP {name} init, trained" if trained else f"CLIP {name} weights, frozen"
+
+
+def model_description(model: object, label: str) -> str:
+    """The model as outputs name it (DerivationDescription, logs): architecture, ``label``
+    (:func:`model_label`) and :func:`encoder_provenance`, e.g.
+    ``"CLIPDenoising-architecture model default@0e811f2a5ab0 (encoder: random init, trained)"``; another
+    architecture (no recorded encoder) is ``"model LABEL"``."""
+    if encoder_provenance(model) == "not recorded":
+        return f"model {label}"
+    return f"CLIPDenoising-architecture model {label} (encoder: {encoder_provenance(model)})"

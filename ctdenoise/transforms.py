@@ -5,7 +5,9 @@
   ``monai.transforms.Invertd`` bring model-range values (e.g. a network's output) back to HU.
 * :class:`DenoiseSlices` / :class:`DenoiseSlicesd`: run a denoiser over every 2D slice of a
   channel-first HU volume along ``spatial_dim`` and return HU; the MetaTensor meta (affine, file
-  name) is kept, so ``SaveImaged`` writes the result in the input's geometry.
+  name) is kept, so ``SaveImaged`` writes the result in the input's geometry. ``strength`` (0..1, default
+  :data:`ctdenoise.inference.DEFAULT_STRENGTH`) blends the model output with the input in HU, exactly as
+  ``ctdenoise denoise --strength`` does (:func:`ctdenoise.inference.blend_strength`).
 
 Axis convention: ``LoadImage`` returns arrays indexed (x, y, z) for NIfTI, NRRD and DICOM, so after
 ``EnsureChannelFirst`` an axial slice is ``img[:, :, :, k]`` and ``spatial_dim=2`` (the default)
@@ -16,6 +18,7 @@ same convention with the model itself as the network (on model-range input).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,7 +27,7 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor
 
-from ctdenoise.inference import InferenceSettings, denoise_hu, prepare_for_settings
+from ctdenoise.inference import DEFAULT_STRENGTH, InferenceSettings, denoise_hu, prepare_for_settings
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 
 __all__ = ["HUToModelRange", "HUToModelRanged", "DenoiseSlices", "DenoiseSlicesd"]
@@ -80,19 +83,25 @@ class DenoiseSlices(Transform):
     ``model`` is a denoiser taking (B, 1, H, W) model-range input (e.g. a
     :class:`ctdenoise.model.CLIPDenoiser`); ``spatial_dim`` (0, 1 or 2) is the spatial axis the
     slices are taken across (2 = axial for volumes from ``LoadImage``). A 2D image (1, X, Y) is
-    denoised as one slice. Returns float32 HU with the input's shape and meta data.
+    denoised as one slice. ``strength`` in [0, 1] replaces ``settings.strength``: the output is
+    ``input + strength * (model output - input)`` in HU (ConfigError outside [0, 1]). Returns float32 HU
+    with the input's shape and meta data.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
-        self, model: torch.nn.Module, spatial_dim: int = 2, settings: InferenceSettings = InferenceSettings()
+        self,
+        model: torch.nn.Module,
+        spatial_dim: int = 2,
+        settings: InferenceSettings = InferenceSettings(),
+        strength: float = DEFAULT_STRENGTH,
     ) -> None:
         if spatial_dim not in (0, 1, 2):
             raise ValueError(f"spatial_dim must be 0, 1 or 2, got {spatial_dim}")
-        self.model = prepare_for_settings(model, settings)  # fold/convert once, not on every call
+        self.settings = replace(settings, strength=strength)
+        self.model = prepare_for_settings(model, self.settings)  # fold/convert once, not on every call
         self.spatial_dim = spatial_dim
-        self.settings = settings
 
     def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:
         tensor = convert_to_tensor(img, track_meta=True, dtype=torch.float32)
@@ -122,9 +131,10 @@ class DenoiseSlicesd(MapTransform):
         spatial_dim: int = 2,
         settings: InferenceSettings = InferenceSettings(),
         allow_missing_keys: bool = False,
+        strength: float = DEFAULT_STRENGTH,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.denoiser = DenoiseSlices(model, spatial_dim=spatial_dim, settings=settings)
+        self.denoiser = DenoiseSlices(model, spatial_dim=spatial_dim, settings=settings, strength=strength)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

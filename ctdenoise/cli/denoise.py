@@ -12,7 +12,8 @@ from tqdm import tqdm
 from ctdenoise.batch import REPORT_FILE, SeriesResult, run_batch
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
 from ctdenoise.distributed import RankInfo, run_batch_distributed
-from ctdenoise.inference import BACKEND_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
+from ctdenoise.inference import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
+from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, resolve_model_dir
 
 log = logging.getLogger("ctdenoise.denoise")
@@ -36,13 +37,27 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                    help="onnxruntime: run the model in fp32 on the CPU with ONNX Runtime, faster than torch on "
                    "the CPUs measured (needs pip install 'ctdenoise[onnx]')")
+    p.add_argument("--strength", type=strength_value, default=DEFAULT_STRENGTH, metavar="S",
+                   help="0..1: how much of the model's change to apply, a linear blend in HU "
+                   "(0 = input unchanged, 1 = model output; default: %(default)s)")
+
+
+def strength_value(text: str) -> float:
+    """``--strength``: a number from 0 to 1 (argparse turns the error into a usage error, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use a value from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..1 (0 = input unchanged, 1 = model output)")
+    return value
 
 
 def inference_settings(args: argparse.Namespace) -> InferenceSettings:
     """The InferenceSettings of the options :func:`add_model_options` added."""
     return InferenceSettings(
         device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
-        cuda_graphs=args.cuda_graphs, backend=args.backend,
+        cuda_graphs=args.cuda_graphs, backend=args.backend, strength=args.strength,
     )
 
 
@@ -58,8 +73,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
     add_model_options(p)
-    p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
-                   help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise")
+    p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti", "nrrd", "mha"),
+                   help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise; "
+                   "nifti refuses sheared (tilted-gantry) volumes, which nrrd and mha hold exactly")
+    p.add_argument("--compression", default="none", choices=tuple(COMPRESSION_SYNTAXES),
+                   help="DICOM output only: lossless pixel compression (decodes to exactly the same values; "
+                   "default: %(default)s, Explicit VR Little Endian)")
     p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
     p.add_argument("--dry-run", action="store_true", help="list what would be done; load and write nothing")
     p.set_defaults(func=run)
@@ -88,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
             report = run_batch_distributed(
                 args.inputs, args.output, load, rank, settings=settings, output_format=args.output_format,
                 overwrite=args.overwrite, on_series_done=on_series_done, progress=bar.update,
+                compression=args.compression,
             )
         else:
             report = run_batch(
                 args.inputs, args.output, load, settings=settings, output_format=args.output_format,
                 overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=on_series_done, progress=bar.update,
+                compression=args.compression,
             )
     finally:
         bar.close()

@@ -1,25 +1,46 @@
 """Derived DICOM series: the denoised HU written back with the source's headers (design.md section 5).
 
 New per derived object: SOPInstanceUID (and MediaStorageSOPInstanceUID), SeriesInstanceUID,
-SeriesNumber, SeriesDescription suffix, ImageType DERIVED\\SECONDARY (values 3+ kept),
-DerivationDescription and DerivationCodeSequence, a reference to the source image,
-InstanceCreationDate/Time. Every other attribute, private tags included, is copied. Pixels keep
-the source's BitsAllocated/BitsStored/PixelRepresentation and rescale; files are written in
-Explicit VR Little Endian.
+SeriesNumber (:func:`derived_series_number`), SeriesDescription suffix, ImageType DERIVED\\SECONDARY
+(values 3+ kept), DerivationDescription and DerivationCodeSequence (after the source's own entries,
+e.g. an earlier lossy compression, which are kept), a reference to the source image, and the dates and
+creator below. Every other attribute, private tags included, is copied, so the Patient and Study
+modules, StudyDate/Time and AcquisitionDate/Time stay the source's.
+
+Dates and creator of a derived object (the standard's meaning of each, PS3.3):
+
+* InstanceCreationDate/Time (SOP Common: "date/time the SOP Instance was created"): now.
+* ContentDate/Time (General Image: "the date/time the image pixel data creation started"): now, the
+  time the derived pixels were computed (the acquisition time stays in AcquisitionDate/Time).
+* SeriesDate/Time (General Series: "date/time the Series started"): now, when the derived series began.
+  "Now" is the time the series' writing began, one value for every object of the series, in the
+  source's TimezoneOffsetFromUTC when it has a valid one (the dates of one object share one offset),
+  else local time.
+* InstanceCreatorUID (SOP Common: "uniquely identifies device or service that created the SOP
+  Instance"): :data:`INSTANCE_CREATOR_UID`, ctdenoise's own; the source's (its scanner) would be false.
+
+Lossy compression history (General Image / Enhanced General Equipment): LossyImageCompression stays
+"01" once a source was lossy, with its LossyImageCompressionRatio/Method values kept; a source stored
+in a lossy transfer syntax without that record gets it ("01" and the method of its syntax). Pixels keep
+the source's BitsAllocated/BitsStored/PixelRepresentation and rescale; files are written in Explicit
+VR Little Endian, or with ``compression`` in a lossless compressed syntax (:data:`COMPRESSION_SYNTAXES`),
+through pydicom's encoders, which decode to exactly the same stored values.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from ctdenoise.errors import OutputError
 from ctdenoise.io.atomic import atomic_write_dir, refuse_inputs
@@ -27,8 +48,29 @@ from ctdenoise.io.dicom_pixels import to_stored
 from ctdenoise.io.dicom_read import enhanced_frame_order, enhanced_frame_rescale
 from ctdenoise.io.volume import Volume
 
-DEFAULT_DERIVED_SERIES_OFFSET = 1000
-"""Derived SeriesNumber = source SeriesNumber + this, unless a series_number is given."""
+SERIES_NUMBER_BLOCK = 100_000
+"""Derived SeriesNumbers keep the source's number modulo this in their last digits (see :func:`derived_series_number`)."""
+SERIES_NUMBER_BLOCKS = (2**31 - 1) // SERIES_NUMBER_BLOCK - 1
+"""How many blocks a derived SeriesNumber can fall in (21473): all stay below the IS maximum 2147483647."""
+
+INSTANCE_CREATOR_UID = generate_uid(entropy_srcs=["ctdenoise derived-series writer"])
+"""InstanceCreatorUID of every object ctdenoise writes: one fixed UID (under pydicom's root) naming ctdenoise."""
+
+COMPRESSION_SYNTAXES = {
+    "none": ExplicitVRLittleEndian,
+    "rle": pydicom.uid.RLELossless,
+    "jpeg-ls": pydicom.uid.JPEGLSLossless,
+    "jpeg2000": pydicom.uid.JPEG2000Lossless,
+}
+"""``compression`` choices of :func:`write_derived_dicom` and their (lossless) transfer syntaxes."""
+
+# Lossy transfer syntaxes and the LossyImageCompressionMethod (CID 7201 defined terms) they imply.
+# JPEG 2000 (.91) and HTJ2K (.203) may hold lossless data too: for them only the source's own record counts.
+_LOSSY_SYNTAX_METHODS = {
+    pydicom.uid.JPEGBaseline8Bit: "ISO_10918_1",
+    pydicom.uid.JPEGExtended12Bit: "ISO_10918_1",
+    pydicom.uid.JPEGLSNearLossless: "ISO_14495_1",
+}
 
 # Attributes that describe the stored pixel values or their encoding, and become wrong once pixels change.
 _STALE_PIXEL_KEYWORDS = (
@@ -45,7 +87,8 @@ _STALE_PIXEL_KEYWORDS = (
 
 # Attributes that every derived object (classic and Enhanced CT) gets new values for.
 _NEW_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "InstanceCreationDate",
-                 "InstanceCreationTime", "ImageType")
+                 "InstanceCreationTime", "ImageType", "ContentDate", "ContentTime", "SeriesDate", "SeriesTime",
+                 "InstanceCreatorUID")
 
 
 def new_uid() -> str:
@@ -61,9 +104,33 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _derivation_code() -> DicomSequence:
-    # CID 7203 "Image Derivation": noise reduction is a smoothing operation.
-    return DicomSequence([_code("113087", "DCM", "Smoothing")])
+def _derivation_code(source: Dataset | None = None) -> DicomSequence:
+    """The source's DerivationCodeSequence items (e.g. an earlier lossy compression), then ours:
+    CID 7203 "Image Derivation", noise reduction is a smoothing operation."""
+    kept = [copy.deepcopy(item) for item in (source.get("DerivationCodeSequence") or [])] if source is not None else []
+    return DicomSequence(kept + [_code("113087", "DCM", "Smoothing")])
+
+
+def _derivation_text(source: Dataset | None, ours: str) -> str:
+    """DerivationDescription: the source's own (kept first, as its history) and ours, within ST's 1024 characters."""
+    earlier = str(source.get("DerivationDescription", "") or "").strip() if source is not None else ""
+    if not earlier:
+        return ours[:1024]
+    room = 1024 - len(ours) - 2
+    return f"{earlier[:max(room, 0)]}; {ours}"[-1024:] if room > 0 else ours[:1024]
+
+
+def _keep_lossy_history(ds: Dataset, source: Dataset) -> None:
+    """LossyImageCompression stays "01" once lossy (PS3.3 C.7.6.1.1.5); a source in a lossy transfer
+    syntax without that record gets it, with the method of its syntax. Ratio/Method values are kept."""
+    syntax = UID(str(getattr(source, "file_meta", Dataset()).get("TransferSyntaxUID", ExplicitVRLittleEndian)))
+    method = _LOSSY_SYNTAX_METHODS.get(syntax)
+    if str(source.get("LossyImageCompression", "")).strip() == "01" or method is None:
+        return
+    ds.LossyImageCompression = "01"
+    methods = list(source.get("LossyImageCompressionMethod") or []) if "LossyImageCompressionMethod" in source else []
+    methods = [methods] if isinstance(methods, str) else methods
+    ds.LossyImageCompressionMethod = methods + [method] if method not in methods else methods
 
 
 def _source_reference(source: Dataset, frame_number: int | None = None) -> Dataset:
@@ -92,6 +159,21 @@ def _series_description(source: Dataset, suffix: str) -> str:
     return f"{base[:max(room, 0)].rstrip()} {suffix}".strip()[:64]
 
 
+def _source_timezone(source: Dataset) -> timezone | None:
+    """The source's TimezoneOffsetFromUTC ("+hhmm"/"-hhmm") as a timezone, or None when absent or invalid."""
+    match = re.fullmatch(r"([+-])(\d{2})(\d{2})", str(source.get("TimezoneOffsetFromUTC", "") or "").strip())
+    if match is None or int(match[2]) > 14 or int(match[3]) > 59:
+        return None
+    offset = timedelta(hours=int(match[2]), minutes=int(match[3]))
+    return timezone(-offset if match[1] == "-" else offset)
+
+
+def derivation_time(source: Dataset) -> datetime:
+    """Now, in the source's TimezoneOffsetFromUTC when it has a valid one, else in local time."""
+    zone = _source_timezone(source)
+    return datetime.now(zone) if zone is not None else datetime.now()
+
+
 def _common_header(source: Dataset, *, series_uid: str, series_number: int, description_suffix: str,
                    created: datetime, derived_uid: Callable[[str], str] | None = None) -> Dataset:
     ds = copy.deepcopy(source)
@@ -103,8 +185,11 @@ def _common_header(source: Dataset, *, series_uid: str, series_number: int, desc
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
     ds.SeriesDescription = _series_description(source, description_suffix)
-    ds.InstanceCreationDate = created.strftime("%Y%m%d")
-    ds.InstanceCreationTime = created.strftime("%H%M%S.%f")
+    date, time_of_day = created.strftime("%Y%m%d"), created.strftime("%H%M%S.%f")
+    ds.InstanceCreationDate = ds.ContentDate = ds.SeriesDate = date
+    ds.InstanceCreationTime = ds.ContentTime = ds.SeriesTime = time_of_day
+    ds.InstanceCreatorUID = INSTANCE_CREATOR_UID
+    _keep_lossy_history(ds, source)
     for keyword in _STALE_PIXEL_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)
@@ -122,7 +207,11 @@ def _common_header(source: Dataset, *, series_uid: str, series_number: int, desc
     return ds
 
 
-def _set_pixels(ds: Dataset, stored: np.ndarray) -> None:
+def _set_pixels(ds: Dataset, stored: np.ndarray, compression: str) -> None:
+    """Store ``stored`` uncompressed, or encoded losslessly in the syntax of ``compression`` by pydicom."""
+    if compression != "none":
+        ds.compress(COMPRESSION_SYNTAXES[compression], np.ascontiguousarray(stored), generate_instance_uid=False)
+        return
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
     ds["PixelData"].VR = "OW" if stored.dtype.itemsize > 1 else "OB"
     ds["PixelData"].is_undefined_length = False
@@ -130,17 +219,18 @@ def _set_pixels(ds: Dataset, stored: np.ndarray) -> None:
 
 def _classic_dataset(source: Dataset, hu_slice: np.ndarray, padding: np.ndarray | None, **header) -> Dataset:
     derivation_description = header.pop("derivation_description")
+    compression = header.pop("compression")
     ds = _common_header(source, **header)
     ds.ImageType = _derived_image_type(source.get("ImageType"), ["AXIAL"])
-    ds.DerivationDescription = derivation_description[:1024]
-    ds.DerivationCodeSequence = _derivation_code()
+    ds.DerivationDescription = _derivation_text(source, derivation_description)
+    ds.DerivationCodeSequence = _derivation_code(source)
     ds.SourceImageSequence = DicomSequence([_source_reference(source)])
     slope = float(source.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(source.get("RescaleIntercept", 0.0) or 0.0)
     stored = to_stored(source, hu_slice, slope, intercept)
     if padding is not None:
         stored[padding] = int(source.PixelPaddingValue)
-    _set_pixels(ds, stored)
+    _set_pixels(ds, stored, compression)
     return ds
 
 
@@ -156,6 +246,7 @@ def _classic_datasets(
 
 def _enhanced_dataset(source: Dataset, volume: Volume, hu: np.ndarray, **header) -> Dataset:
     derivation_description = header.pop("derivation_description")
+    compression = header.pop("compression")
     ds = _common_header(source, **header)
     ds.ImageType = _derived_image_type(source.get("ImageType"), ["AXIAL"], enhanced=True)
     ds.SourceImageEvidenceSequence = DicomSequence([_evidence(source)])
@@ -179,8 +270,9 @@ def _enhanced_dataset(source: Dataset, volume: Volume, hu: np.ndarray, **header)
         derivation.DerivationDescription = derivation_description[:1024]
         derivation.DerivationCodeSequence = _derivation_code()
         derivation.SourceImageSequence = DicomSequence([_source_reference(source, frame + 1)])
-        group.DerivationImageSequence = DicomSequence([derivation])
-    _set_pixels(ds, stored)
+        earlier = [copy.deepcopy(item) for item in (group.get("DerivationImageSequence") or [])]
+        group.DerivationImageSequence = DicomSequence(earlier + [derivation])  # the source's history first
+    _set_pixels(ds, stored, compression)
     return ds
 
 
@@ -212,6 +304,44 @@ def _source_series_number(source: Dataset) -> int:
         return 0
 
 
+def derived_series_number(source: Dataset, derivation_description: str) -> int:
+    """The SeriesNumber of a derived series of ``source``: valid IS, distinct per source and derivation.
+
+    Rule: ``block * 100000 + (source SeriesNumber mod 100000)``, so the last five digits are the
+    source's number (source 3 gives ``...00003``) and the value stays in 100000 .. 2147399999, inside IS
+    (at most 2147483647) whatever the source holds. ``block`` (1 .. 21473) is taken from the sha256 of
+    the source's SeriesInstanceUID and ``derivation_description`` (which names the model, its settings
+    and the strength): the same series derived twice with the same settings gets the same number (a
+    re-run replaces, it does not add), with different settings a different number (the chance that
+    two settings share one is 1 in 21473), and two source series that share a number get different ones.
+    A result equal to the source's own number moves to the next block. Absent or damaged source numbers
+    count as 0.
+    """
+    number = _source_series_number(source)
+    identity = f"{source.get('SeriesInstanceUID', '')}\n{derivation_description}".encode("utf-8", "replace")
+    block = int.from_bytes(hashlib.sha256(identity).digest()[:8], "big") % SERIES_NUMBER_BLOCKS
+    derived = (block + 1) * SERIES_NUMBER_BLOCK + number % SERIES_NUMBER_BLOCK
+    if derived == number:  # only a source numbered in this very scheme
+        derived = ((block + 1) % SERIES_NUMBER_BLOCKS + 1) * SERIES_NUMBER_BLOCK + number % SERIES_NUMBER_BLOCK
+    return derived
+
+
+def _check_encoder(compression: str, source: Dataset, out_dir: Path) -> None:
+    """OutputError, before anything is written, when ``compression`` cannot encode the source's pixel layout."""
+    if compression == "none":
+        return
+    from pydicom.pixels.encoders.base import get_encoder
+
+    encoder = get_encoder(COMPRESSION_SYNTAXES[compression])
+    if not encoder.is_available:
+        missing = "; ".join(encoder.missing_dependencies)
+        raise OutputError(out_dir, f"--compression {compression}: no installed plugin encodes {encoder.UID.name}; install {missing}")
+    bits = int(source.get("BitsAllocated", 16))
+    if compression in ("jpeg-ls", "jpeg2000") and bits > 16:
+        raise OutputError(out_dir, f"--compression {compression} encodes at most 16 bits per pixel, the source has "
+                          f"BitsAllocated {bits}; use --compression rle or none")
+
+
 def _check_writable(volume: Volume, hu: np.ndarray, out_dir: Path) -> None:
     if not volume.dicom_datasets:
         raise OutputError(out_dir, f"the source {volume.source_path} is not DICOM; write NIfTI/NRRD instead")
@@ -232,6 +362,7 @@ def write_derived_dicom(
     overwrite: bool = False,
     slice_ready: Callable[[int], None] | None = None,
     derived_uid: Callable[[str], str] | None = None,
+    compression: str = "none",
 ) -> list[Path]:
     """Write ``hu`` as a derived DICOM series of ``volume``'s source into the folder ``out_dir``.
 
@@ -247,20 +378,29 @@ def write_derived_dicom(
     ``derived_uid(source_uid)``, when given, returns the UID of the derived object for a source
     SOPInstanceUID and the derived SeriesInstanceUID for the source SeriesInstanceUID (instead of new
     random UIDs), so that writing the same derivation again gives the same UIDs.
+
+    ``series_number`` defaults to :func:`derived_series_number`. ``compression`` (a key of
+    :data:`COMPRESSION_SYNTAXES`: none, rle, jpeg-ls, jpeg2000) encodes the pixels losslessly with
+    pydicom's encoders; OutputError, before anything is written, when the encoder's plugin is missing or
+    cannot encode the source's pixel layout.
     """
     out_dir = Path(out_dir)
+    if compression not in COMPRESSION_SYNTAXES:
+        raise OutputError(out_dir, f"unknown compression {compression!r}; use one of {', '.join(COMPRESSION_SYNTAXES)}")
     _check_writable(volume, hu, out_dir)
+    _check_encoder(compression, volume.dicom_datasets[0], out_dir)
     hu = np.asarray(hu, dtype=np.float32)
     wait_for = slice_ready or (lambda _k: None)
     first = volume.dicom_datasets[0]
-    number = series_number if series_number is not None else _source_series_number(first) + DEFAULT_DERIVED_SERIES_OFFSET
+    number = series_number if series_number is not None else derived_series_number(first, derivation_description)
     header = dict(
         series_uid=derived_uid(str(first.SeriesInstanceUID)) if derived_uid is not None else new_uid(),
         series_number=number,
         description_suffix=series_description_suffix,
-        created=datetime.now(),
+        created=derivation_time(first),
         derivation_description=derivation_description,
         derived_uid=derived_uid,
+        compression=compression,
     )
     if volume.source_format == "dicom-enhanced":
         wait_for(hu.shape[0] - 1)

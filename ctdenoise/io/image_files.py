@@ -18,6 +18,8 @@ from ctdenoise.io.dicom_headers import check_size
 from ctdenoise.io.volume import LPS_TO_RAS, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NIFTI_POSITION_TOLERANCE_MM = 0.1
+"""Largest distance between a voxel's true position and where a NIfTI reader puts it (qform or sform)."""
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
 
@@ -118,8 +120,43 @@ def _source_nifti_header(volume: Volume):
         return None
 
 
+def nifti_position_error(volume: Volume) -> float:
+    """Largest distance (mm) between a voxel's true position and where a NIfTI reader puts it, over both
+    of NIfTI's transforms as stored (qform: rotation, voxel sizes and flip only; sform: any affine, in
+    float32) and the volume's corner voxels (an affine's error is largest at a corner)."""
+    affine = LPS_TO_RAS @ volume.affine
+    header = nib.Nifti1Header()
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    slices, rows, cols = volume.hu.shape
+    corners = np.array([[i, j, k, 1.0] for i in (0, cols - 1) for j in (0, rows - 1) for k in (0, slices - 1)])
+    true = corners @ affine.T
+    return max(float(np.max(np.linalg.norm((corners @ np.asarray(stored, dtype=np.float64).T - true)[:, :3], axis=1)))
+               for stored in (header.get_qform(), header.get_sform()))
+
+
+def check_nifti_geometry(volume: Volume, path: Path) -> None:
+    """OutputError naming ``path`` when NIfTI cannot hold ``volume``'s geometry within
+    :data:`NIFTI_POSITION_TOLERANCE_MM` (:func:`nifti_position_error`): a sheared volume, e.g. a
+    tilted-gantry CT series, has no exact qform, and ITK/SimpleITK read the qform (nibabel the sform)."""
+    error = nifti_position_error(volume)
+    if error > NIFTI_POSITION_TOLERANCE_MM:
+        raise OutputError(
+            path,
+            f"NIfTI cannot hold this volume's geometry exactly: its axes are sheared (e.g. a tilted gantry), so "
+            f"the NIfTI qform that ITK/SimpleITK read would misplace voxels by up to {error:.1f} mm (limit "
+            f"{NIFTI_POSITION_TOLERANCE_MM} mm); write NRRD or MetaImage instead (--format nrrd / --format mha, "
+            "or a .nrrd/.mha file name), which store sheared axes exactly, or DICOM",
+        )
+
+
 def save_nifti(volume: Volume, hu: np.ndarray, path: Path) -> None:
-    """Write float32 HU as NIfTI with the volume's affine (RAS on disk) and, for NIfTI sources, their header."""
+    """Write float32 HU as NIfTI with the volume's affine (RAS on disk) and, for NIfTI sources, their header.
+
+    Both the qform and the sform are written; :func:`check_nifti_geometry` (called first) refuses a
+    volume for which they would disagree with its true voxel positions, before anything is written.
+    """
+    check_nifti_geometry(volume, path)
     affine = LPS_TO_RAS @ volume.affine
     data = np.asarray(hu, dtype=np.float32).transpose(2, 1, 0)
     source_header = _source_nifti_header(volume)

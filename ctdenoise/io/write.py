@@ -10,10 +10,11 @@ import numpy as np
 from ctdenoise.errors import OutputError
 from ctdenoise.io.atomic import atomic_write_files, refuse_inputs
 from ctdenoise.io.dicom_write import write_derived_dicom
-from ctdenoise.io.image_files import image_kind, image_suffix, save_itk, save_nifti
+from ctdenoise.io.image_files import check_nifti_geometry, image_kind, image_suffix, save_itk, save_nifti
 from ctdenoise.io.volume import Volume
 
-WRITE_FORMATS = ("same", "dicom", "nifti")
+WRITE_FORMATS = ("same", "dicom", "nifti", "nrrd", "mha")
+_FILE_FORMAT_SUFFIXES = {"nifti": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha"}
 
 
 def _inputs(volume: Volume) -> list[Path]:
@@ -27,7 +28,9 @@ def write_image(volume: Volume, hu: np.ndarray, path: Path) -> Path:
 
     NIfTI uses nibabel and keeps the source header when the source was NIfTI; the others use
     SimpleITK. The file appears atomically; OutputError for another extension, a shape
-    mismatch, or a path that is one of the inputs. Returns ``path``.
+    mismatch, a path that is one of the inputs, or a NIfTI path for a volume whose geometry NIfTI
+    cannot hold exactly (:func:`~ctdenoise.io.image_files.check_nifti_geometry`: sheared axes, e.g. a
+    tilted gantry; NRRD and MetaImage hold them). Returns ``path``.
     """
     path = Path(path)
     kind = image_kind(path)
@@ -36,6 +39,8 @@ def write_image(volume: Volume, hu: np.ndarray, path: Path) -> Path:
     if np.shape(hu) != volume.hu.shape:
         raise OutputError(path, f"HU array has shape {np.shape(hu)}, the source volume has {volume.hu.shape}")
     refuse_inputs(path, _inputs(volume))
+    if kind == "nifti":
+        check_nifti_geometry(volume, path)
     with atomic_write_files(path) as staging:
         (save_nifti if kind == "nifti" else save_itk)(volume, hu, staging / path.name)
     return path
@@ -53,8 +58,9 @@ def write_volume(
     """Write ``hu`` as a derived DICOM series (``out`` is a folder) or an image file (``out`` is a file).
 
     ``format``: "dicom" (needs a DICOM source; ``dicom_kwargs`` go to :func:`write_derived_dicom`),
-    "nifti" (``out`` gets ".nii.gz" if it has no NIfTI extension), or "same" (DICOM for DICOM
-    sources, else the source's file format, adding the source's extension to ``out`` if it has none).
+    "nifti", "nrrd" or "mha" (``out`` gets ".nii.gz", ".nrrd" or ".mha" unless it already has that
+    format's extension), or "same" (DICOM for DICOM sources, else the source's file format, adding the
+    source's extension to ``out`` if it has none).
     ``slice_ready(k)`` may block until slice ``k`` of ``hu`` is computed: DICOM slices are then written
     as they become ready, image files once the last one is.
     """
@@ -64,10 +70,14 @@ def write_volume(
     is_dicom = volume.source_format in ("dicom", "dicom-enhanced")
     if format == "dicom" or (format == "same" and is_dicom):
         return write_derived_dicom(volume, hu, out, slice_ready=slice_ready, **dicom_kwargs)
-    if format == "nifti":
-        target = out if image_kind(out) == "nifti" else out.with_name(out.name + ".nii.gz")
+    if format in _FILE_FORMAT_SUFFIXES:
+        suffix = _FILE_FORMAT_SUFFIXES[format]
+        has_suffix = image_kind(out) == "nifti" if format == "nifti" else image_suffix(out) == suffix
+        target = out if has_suffix else out.with_name(out.name + suffix)
     else:
         target = out if image_kind(out) is not None else out.with_name(out.name + image_suffix(volume.source_path))
+    if image_kind(target) == "nifti":
+        check_nifti_geometry(volume, target)  # refuse before waiting for (and computing) every slice
     if slice_ready is not None:
         slice_ready(np.shape(hu)[0] - 1)
     return [write_image(volume, hu, target)]
