@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.output or args.forward or args.stow):
         raise ConfigError("destination", "give at least one of --output, --forward or --stow")
     node = build_node(args)
+    # pynetdicom logs every PDU and store request at INFO: the node logs one line per association instead.
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -89,9 +89,8 @@ class StorageSCP:
             self.ae.require_calling_aet = list(config.allow_ae)
 
     def start(self) -> None:
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_ACCEPTED, self._on_accepted),
-                    (evt.EVT_REJECTED, self._on_outcome, ["rejected"]), (evt.EVT_ABORTED, self._on_outcome, ["aborted"]),
-                    (evt.EVT_RELEASED, self._on_outcome, ["released"]), (evt.EVT_CONN_CLOSE, self._on_close)]
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_end, ["rejected"]),
+                    (evt.EVT_ABORTED, self._on_end, ["aborted"]), (evt.EVT_RELEASED, self._on_end, ["released"])]
         self._server = self.ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers)
 
     @property
@@ -113,24 +112,17 @@ class StorageSCP:
 
     # -- event handlers ------------------------------------------------------------------------------
 
-    def _stats(self, event) -> dict[str, int | str]:
+    def _stats(self, event) -> dict[str, int]:
         with self._lock:
-            return self._counts.setdefault(id(event.assoc), {"stored": 0, "refused": 0, "outcome": "closed"})
+            return self._counts.setdefault(id(event.assoc), {"stored": 0, "refused": 0})
 
-    def _on_accepted(self, event) -> None:
-        self._stats(event)
-
-    def _on_outcome(self, event, outcome: str) -> None:
-        self._stats(event)["outcome"] = outcome
-
-    def _on_close(self, event) -> None:
+    def _on_end(self, event, outcome: str) -> None:
+        """The one log line of an association: it was rejected, aborted (a dropped connection too) or released."""
         with self._lock:
-            stats = self._counts.pop(id(event.assoc), None)
-        if stats is None:
-            return  # a connection that never got as far as an association request
+            stats = self._counts.pop(id(event.assoc), {"stored": 0, "refused": 0})
         requestor = event.assoc.requestor
         log.info("association from %s (%s): %s, %d instances stored, %d refused", requestor.ae_title,
-                 requestor.address, stats["outcome"], stats["stored"], stats["refused"])
+                 requestor.address, outcome, stats["stored"], stats["refused"])
 
     def _on_store(self, event) -> int:
         stats = self._stats(event)
