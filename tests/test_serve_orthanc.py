@@ -204,3 +204,23 @@ def test_sigkill_while_sending_then_restart_sends_the_same_uids_again(build_seri
             wait_for(lambda: delivered(spool), what="delivery after the restart")
             assert node.terminate() == 0
     assert len(set(pacs.received)) == 4 and set(before) <= set(pacs.received)
+
+
+@pytest.mark.slow
+def test_sigterm_while_sending_finishes_the_delivery_exits_0_and_never_sends_it_again(
+        build_series, tiny_checkpoint, tmp_path):
+    files = sorted(build_series([0.0, 5.0, 10.0], source=CT_SMALL).iterdir())
+    spool = tmp_path / "spool"
+    with SlowStorage(delay=1.0) as pacs:
+        forward = ("--forward", f"SLOWPACS@127.0.0.1:{pacs.port}")
+        with serve(spool, tiny_checkpoint, *forward) as node:
+            storescu(node.port, "CTDENOISE", files)
+            wait_for(lambda: pacs.received, what="the first instance to reach the PACS")
+            assert node.terminate() == 0
+            with pytest.raises(AssertionError):  # no longer listening
+                storescu(node.port, "CTDENOISE", files[:1])
+        assert len(pacs.received) == 3  # the delivery under way was finished, not cut
+        with serve(spool, tiny_checkpoint, *forward) as node:
+            wait_for(lambda: delivered(spool), what="the parked series to be recorded as done")
+            assert node.terminate() == 0
+    assert len(pacs.received) == 3  # confirmed before the stop: not sent again
