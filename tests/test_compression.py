@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
+from pydicom.pixels import pixel_array
+from pydicom.pixels.decoders.base import get_decoder
 
 from conftest import real_test_file
 from ctdenoise.cli import main
@@ -51,6 +54,23 @@ def test_compressed_output_decodes_to_exactly_the_uncompressed_stored_values(bui
 
 
 @pytest.mark.parametrize("compression", LOSSLESS)
+def test_every_installed_decoder_and_simpleitk_read_the_same_values(build_series, tmp_path, compression):
+    """Third-party decoders (GDCM, pylibjpeg, pyjpegls, Pillow; SimpleITK through GDCM) agree exactly."""
+    volume = read_volume(build_series([0.0], source="CT_small.dcm"))
+    hu = _hu_with_negative_stored_values(volume)
+    [plain] = _write(volume, hu, tmp_path / "plain", "none")
+    [packed] = _write(volume, hu, tmp_path / compression, compression)
+    reference = pydicom.dcmread(plain)
+    plugins = list(get_decoder(COMPRESSION_SYNTAXES[compression]).available_plugins)
+    assert len(plugins) >= 2
+    for plugin in plugins:
+        np.testing.assert_array_equal(pixel_array(str(packed), decoding_plugin=plugin), reference.pixel_array)
+    itk_hu = sitk.GetArrayFromImage(sitk.ReadImage(str(packed)))[0]
+    expected_hu = reference.pixel_array * float(reference.RescaleSlope) + float(reference.RescaleIntercept)
+    np.testing.assert_array_equal(itk_hu, expected_hu)
+
+
+@pytest.mark.parametrize("compression", LOSSLESS)
 def test_enhanced_ct_multiframe_compresses_losslessly(tmp_path, compression):
     volume = read_volume(real_test_file("eCT_Supplemental.dcm"))
     hu = volume.hu + 3.0
@@ -85,8 +105,9 @@ def _dciodvfy_errors(path: Path) -> set[str]:
 
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed; .ci/run installs it")
 @pytest.mark.parametrize("compression", LOSSLESS)
-def test_compressed_output_has_no_dciodvfy_error_the_uncompressed_one_lacks(build_series, tmp_path, compression):
-    volume = read_volume(build_series([0.0], source="CT_small.dcm"))
+@pytest.mark.parametrize("source", ["CT_small.dcm", "eCT_Supplemental.dcm"])  # classic and Enhanced CT
+def test_compressed_output_has_no_dciodvfy_error_the_uncompressed_one_lacks(tmp_path, compression, source):
+    volume = read_volume(real_test_file(source))
     [plain] = _write(volume, volume.hu, tmp_path / "plain", "none")
     [packed] = _write(volume, volume.hu, tmp_path / compression, compression)
     assert _dciodvfy_errors(packed) - _dciodvfy_errors(plain) == set()
