@@ -27,8 +27,23 @@ from ctdenoise.serve.spool import spool_status
 from orthanc import Orthanc, free_port, orthanc_available
 from test_serve import association, wait_for
 
+
+
+def dcmtk_tool(name: str) -> str | None:
+    """The path of dcmtk's ``name`` on PATH (pynetdicom installs Python apps of the same names), or None."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = shutil.which(name, path=folder)
+        if candidate is None:
+            continue
+        version = subprocess.run([candidate, "--version"], capture_output=True, text=True, timeout=30).stdout
+        if version.startswith("$dcmtk:"):
+            return candidate
+    return None
+
+
+STORESCU = dcmtk_tool("storescu")
 pytestmark = pytest.mark.skipif(
-    not orthanc_available() or shutil.which("storescu") is None,
+    not orthanc_available() or STORESCU is None,
     reason="needs the Debian packages orthanc, orthanc-dicomweb and dcmtk (.ci/run installs them)",
 )
 
@@ -82,7 +97,7 @@ def serve(spool: Path, model: Path, *options: str):
 
 
 def storescu(port: int, called: str, files) -> None:
-    result = subprocess.run(["storescu", "-aet", "SCANNER", "-aec", called, "127.0.0.1", str(port), *map(str, files)],
+    result = subprocess.run([STORESCU, "-aet", "SCANNER", "-aec", called, "127.0.0.1", str(port), *map(str, files)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
