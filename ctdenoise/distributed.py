@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,13 +34,17 @@ from ctdenoise.batch import (
     BatchJob,
     BatchReport,
     SeriesResult,
+    check_inputs_exist,
     check_output_outside_inputs,
     output_lock,
     plan_jobs,
     process_jobs,
+    raise_for_unusable_inputs,
     remove_stale_partials,
     write_text_atomic,
 )
+from ctdenoise.interrupt import StopSignals
+from ctdenoise.io.read_warnings import route_warnings
 from ctdenoise.errors import OutputError
 from ctdenoise.inference import InferenceSettings
 
@@ -93,6 +97,9 @@ def run_batch_distributed(
     on_series_done: Callable[[SeriesResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
     compression: str = "none",
+    if_changed: str = "redo",
+    stop: StopSignals | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> BatchReport:
     """:func:`ctdenoise.batch.run_batch` for one rank of a torchrun job; every rank returns the merged report.
 
@@ -102,12 +109,15 @@ def run_batch_distributed(
     """
     out_dir = Path(out_dir)
     inputs = [Path(p) for p in inputs]
+    check_inputs_exist(inputs)
     owns_group = not dist.is_initialized()
     if owns_group:
         dist.init_process_group("gloo", rank=info.rank, world_size=info.world_size)
     try:
-        with lock_on_rank_zero(out_dir, inputs, info):
-            jobs, failures, problems = plan_jobs(inputs)
+        with lock_on_rank_zero(out_dir, inputs, info), ExitStack() as workspace, route_warnings():
+            with stop.immediate() if stop is not None else nullcontext():
+                jobs, failures, problems = plan_jobs(inputs, workspace)
+            raise_for_unusable_inputs(failures)  # every rank found the same, so every rank raises
             mine = shard_jobs(jobs, info.rank, info.world_size)
             partial = BatchReport(model="", output_format=output_format)
             partial_path = out_dir / partial_report_name(info.rank)
@@ -115,7 +125,7 @@ def run_batch_distributed(
                 process_jobs(
                     mine, out_dir, load_model, partial, partial_path, settings=rank_settings(settings, info),
                     output_format=output_format, overwrite=overwrite, on_series_done=on_series_done, progress=progress,
-                    compression=compression,
+                    compression=compression, if_changed=if_changed, stop=stop, on_start=on_start,
                 )
             finally:
                 write_text_atomic(partial_path, partial.to_json())
@@ -158,7 +168,10 @@ def lock_on_rank_zero(out_dir: Path, inputs: Sequence[Path], info: RankInfo) -> 
 def merge_reports(
     partials: Sequence[BatchReport], failures: list[SeriesResult], problems: list[str], output_format: str
 ) -> BatchReport:
-    """One report from the ranks' partial reports: discovery failures first, then every series by key."""
+    """One report from the ranks' partial reports: discovery failures first, then every series by key;
+    interrupted when any rank was (by the first rank's signal)."""
     label = next((p.model for p in partials if p.model), "")
     series = sorted((s for p in partials for s in p.series), key=lambda s: s.key)
-    return BatchReport(model=label, output_format=output_format, series=[*failures, *series], discovery_problems=problems)
+    interrupted = next((p.interrupted for p in partials if p.interrupted), None)
+    return BatchReport(model=label, output_format=output_format, series=[*failures, *series], discovery_problems=problems,
+                       interrupted=interrupted)

@@ -93,7 +93,8 @@ def test_denoise_of_a_hostile_tree_writes_only_inside_outdir(hostile_tree, tiny_
     assert created and all(out in p.parents or p == out or p == out.parent for p in created)
     for path in out.rglob("*"):
         for component in path.relative_to(out).parts:
-            assert component in ("report.json", ".ctdenoise.lock") or SAFE_COMPONENT.match(component), component
+            assert component in ("report.json", ".ctdenoise.lock", ".ctdenoise-manifest") or SAFE_COMPONENT.match(
+                component), component
     assert not Path("/tmp/evil").exists() and not Path("/series1").exists()
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ctdenoise.batch import REPORT_FILE, SeriesResult, run_batch
-from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
+from ctdenoise.batch import IF_CHANGED_CHOICES, REPORT_FILE, run_batch
+from ctdenoise.cli.batch_log import finish, log_series_result
 from ctdenoise.distributed import RankInfo, run_batch_distributed
 from ctdenoise.inference import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
+from ctdenoise.interrupt import stop_on_signals
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, resolve_model_dir
 
@@ -67,8 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="denoise DICOM series / NIfTI volumes",
         description="Denoise every series found under INPUT (DICOM files, folders or trees of many series; "
         "NIfTI/NRRD/MHA files). The output tree mirrors the input, one folder per series, and "
-        f"OUTDIR/{REPORT_FILE} lists every series with its status. Exit code 0: all succeeded; "
-        "1: some failed (the rest were written); 2: usage error.",
+        f"OUTDIR/{REPORT_FILE} lists every series with its status. INPUT may also be a .zip archive of DICOM "
+        "files or a DICOMDIR file. A re-run resumes: series whose input is unchanged are skipped. SIGINT "
+        "(Ctrl-C) or SIGTERM stops after the current batch of slices, drops the unfinished series and writes "
+        f"the report. Exit code 0: all succeeded; 1: some failed (the rest were written) or have changed input "
+        "that --if-changed report kept; 2: usage error (also: an INPUT that does not exist or holds no CT); "
+        "130/143: interrupted by SIGINT/SIGTERM.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
@@ -80,7 +85,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="DICOM output only: lossless pixel compression (decodes to exactly the same values; "
                    "default: %(default)s, Explicit VR Little Endian)")
     p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
-    p.add_argument("--dry-run", action="store_true", help="list what would be done; load and write nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be done, with slice counts; load and write nothing")
+    p.add_argument("--if-changed", default="redo", choices=IF_CHANGED_CHOICES,
+                   help="what a re-run does with a finished series whose input changed since (other SOP "
+                   "Instance UIDs or number of files, other file bytes): redo it, or report it and keep the "
+                   "output (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -93,32 +103,30 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, clip_weights=args.clip_weights)
         return model, model_label(args.model)
 
-    bar = tqdm(unit="slice", desc="denoising", disable=None, file=sys.stderr)
+    bar = tqdm(unit="slice", desc="denoising", disable=True if args.quiet else None, file=sys.stderr)
 
-    def on_series_done(result: SeriesResult) -> None:
-        if result.status == "failed":
-            log.warning("%s: failed: %s", result.key, result.error)
-        else:
-            log.info("%s: %s (%s slices, %s s)", result.key, result.status, result.slices, result.seconds)
+    def on_start(series: int, slices: int) -> None:
+        bar.reset(total=slices)
+        log.info("%d series to denoise, %d slices", series, slices)
 
     rank = RankInfo.from_env()  # set under torchrun: this process denoises its share of the series
-    try:
-        if rank is not None and not args.dry_run:
-            report = run_batch_distributed(
-                args.inputs, args.output, load, rank, settings=settings, output_format=args.output_format,
-                overwrite=args.overwrite, on_series_done=on_series_done, progress=bar.update,
-                compression=args.compression,
-            )
-        else:
-            report = run_batch(
-                args.inputs, args.output, load, settings=settings, output_format=args.output_format,
-                overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=on_series_done, progress=bar.update,
-                compression=args.compression,
-            )
-    finally:
-        bar.close()
+    with stop_on_signals() as stop:
+        try:
+            if rank is not None and not args.dry_run:
+                report = run_batch_distributed(
+                    args.inputs, args.output, load, rank, settings=settings, output_format=args.output_format,
+                    overwrite=args.overwrite, on_series_done=log_series_result, progress=bar.update,
+                    compression=args.compression, if_changed=args.if_changed, stop=stop, on_start=on_start,
+                )
+            else:
+                report = run_batch(
+                    args.inputs, args.output, load, settings=settings, output_format=args.output_format,
+                    overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=log_series_result,
+                    progress=bar.update, compression=args.compression, if_changed=args.if_changed, stop=stop,
+                    on_start=on_start,
+                )
+        finally:
+            bar.close()
     if args.dry_run and (rank is None or rank.rank == 0):
         print(report.to_json())
-    failed = [s for s in report.series if s.status == "failed"]
-    log.info("%d series, %d failed; report: %s", len(report.series), len(failed), args.output / REPORT_FILE)
-    return EXIT_PARTIAL if failed else EXIT_OK
+    return finish(report, args.output, dry_run=args.dry_run)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import nibabel as nib
 
 from ctdenoise.errors import EmptyInputError, InputError, NotCTError, NotDicomError
 from ctdenoise.io.dicom_headers import check_ct, is_enhanced_ct, read_dicom
+from ctdenoise.io.dicomdir import dicomdir_files, is_dicomdir
 from ctdenoise.io.image_files import image_kind, image_suffix
+from ctdenoise.io.read_warnings import collect_warnings, without_force_advice
 
 DATA_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz")
 """Voxel files of .mhd/.nhdr headers: skipped silently when their header sits next to them."""
@@ -24,6 +28,10 @@ class SeriesRef:
     SeriesInstanceUID for DICOM, None for image files. ``kind``: "dicom", "dicom-enhanced",
     "nifti" or "itk". ``key``: a stable, filesystem-safe relative id (POSIX separators) to use as
     an output folder name. ``problems``: ``(path, reason)`` for files skipped near this series.
+    ``instance_uids``: the SOPInstanceUID of each file in ``paths`` order (DICOM; empty for image files).
+    ``warnings``: ``(path, message)`` for each warning pydicom raised reading a header of this series
+    (collected only inside :func:`ctdenoise.io.read_warnings.route_warnings`; messages cleaned).
+    ``frames``: NumberOfFrames of an Enhanced CT file (None otherwise).
     """
 
     paths: tuple[Path, ...]
@@ -31,6 +39,9 @@ class SeriesRef:
     kind: str
     key: str
     problems: tuple[tuple[Path, str], ...] = field(default=())
+    instance_uids: tuple[str, ...] = field(default=())
+    warnings: tuple[tuple[Path, str], ...] = field(default=())
+    frames: int | None = None
 
 
 MAX_NAME_CHARS = 96
@@ -88,6 +99,7 @@ def find_series(root: Path | str) -> list[SeriesRef]:
 
     DICOM files are grouped by SeriesInstanceUID (an Enhanced CT file is a series of its own);
     each NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) and MetaImage (.mha, .mhd) file is one series.
+    A DICOMDIR file as ``root`` stands for the files its records reference (keys relative to its folder).
     Hidden files and folders are ignored. Files that are not DICOM, not CT, or unreadable are
     listed in the ``problems`` of the nearest series. Raises InputError if ``root`` does not exist
     and EmptyInputError if no series is found (the message lists the first skipped files).
@@ -97,10 +109,16 @@ def find_series(root: Path | str) -> list[SeriesRef]:
         raise InputError(root, "no such file or folder")
     base = root.parent if root.is_file() else root
     dicom_groups: dict[str, list[Path]] = defaultdict(list)
+    uids: dict[Path, str] = {}
+    file_warnings: dict[Path, list[str]] = {}
     labels: dict[str, str] = {}
     refs: list[SeriesRef] = []
     problems: list[tuple[Path, str]] = []
-    for path in _files_under(root):
+    if is_dicomdir(root):
+        files, problems = dicomdir_files(root)
+    else:
+        files = _files_under(root)
+    for path in files:
         kind = image_kind(path)
         if kind is not None:
             stem = path.name[: -len(image_suffix(path))]
@@ -110,28 +128,69 @@ def find_series(root: Path | str) -> list[SeriesRef]:
         if _is_companion(path):
             continue
         try:
-            ds = read_dicom(path, header_only=True)
+            with collect_warnings() as raised:
+                ds = read_dicom(path, header_only=True)
             check_ct(ds, path)
         except (NotDicomError, NotCTError) as exc:
-            problems.append((path, exc.problem))
+            problems.append((path, without_force_advice(exc.problem)))
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
+        uids[path] = str(ds.get("SOPInstanceUID", "") or "")
+        file_warnings[path] = raised
         if is_enhanced_ct(ds):
             label = f"{_dicom_label(uid or path.name, ds.get('SeriesNumber'))}-{safe_name(path.stem)}"
             key = "/".join(_relative_parts(path.parent, base) + [label])
-            refs.append(SeriesRef((path,), uid or None, "dicom-enhanced", key))
+            refs.append(SeriesRef((path,), uid or None, "dicom-enhanced", key, instance_uids=(uids[path],),
+                                  warnings=_warnings_of([path], file_warnings), frames=_frames(ds)))
             continue
         group = uid or f"no-uid:{path.parent}"
         dicom_groups[group].append(path)
         labels.setdefault(group, _dicom_label(group, ds.get("SeriesNumber")))
     for group, paths in dicom_groups.items():
         key = "/".join(_relative_parts(_common_folder(paths), base) + [labels[group]])
-        refs.append(SeriesRef(tuple(sorted(paths)), None if group.startswith("no-uid:") else group, "dicom", key))
+        ordered = sorted(paths)
+        refs.append(SeriesRef(tuple(ordered), None if group.startswith("no-uid:") else group, "dicom", key,
+                              instance_uids=tuple(uids[p] for p in ordered), warnings=_warnings_of(ordered, file_warnings)))
     if not refs:
         listed = "; ".join(f"{p.name}: {why}" for p, why in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise EmptyInputError(root, f"no CT series found{': ' + listed + more if problems else ' (no files)'}")
     return _attach_problems(_unique_keys(refs), problems)
+
+
+def _warnings_of(paths: list[Path], file_warnings: dict[Path, list[str]]) -> tuple[tuple[Path, str], ...]:
+    return tuple((path, message) for path in paths for message in file_warnings.get(path, ()))
+
+
+def _frames(ds) -> int | None:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return None
+
+
+def count_slices(ref: SeriesRef) -> int | None:
+    """The number of slices reading ``ref`` gives, from discovery or the image header; None if unknown
+    (an unreadable header: reading the series then reports the problem)."""
+    if ref.kind == "dicom":
+        return len(ref.paths)
+    if ref.kind == "dicom-enhanced":
+        return ref.frames
+    try:
+        if ref.kind == "nifti":
+            shape = tuple(nib.load(ref.paths[0]).shape)
+        else:
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(ref.paths[0]))
+            reader.ReadImageInformation()
+            shape = tuple(reader.GetSize())
+    except Exception:  # noqa: BLE001 - nibabel and ITK raise many types; reading reports the problem
+        return None
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return 1 if len(shape) == 2 else (int(shape[2]) if len(shape) == 3 else None)
 
 
 def _common_folder(paths: list[Path]) -> Path:
@@ -149,7 +208,7 @@ def _unique_keys(refs: list[SeriesRef]) -> list[SeriesRef]:
     for ref in sorted(refs, key=lambda r: (r.key, str(r.paths[0]))):
         count = seen.get(ref.key, 0)
         seen[ref.key] = count + 1
-        unique.append(ref if count == 0 else SeriesRef(ref.paths, ref.series_uid, ref.kind, f"{ref.key}-{count + 1}"))
+        unique.append(ref if count == 0 else replace(ref, key=f"{ref.key}-{count + 1}"))
     return unique
 
 
@@ -163,6 +222,4 @@ def _attach_problems(refs: list[SeriesRef], problems: list[tuple[Path, str]]) ->
                         min(len(folder), len(path.parent.parts)))
         best = max(range(len(refs)), key=lambda i: (shared(refs[i]), -i))
         by_ref[best].append((path, why))
-    return [
-        SeriesRef(ref.paths, ref.series_uid, ref.kind, ref.key, tuple(by_ref.get(i, ()))) for i, ref in enumerate(refs)
-    ]
+    return [replace(ref, problems=tuple(by_ref.get(i, ()))) for i, ref in enumerate(refs)]
