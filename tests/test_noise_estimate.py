@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ctdenoise.noise_estimate import estimate_noise_hu
 
@@ -31,8 +32,18 @@ def test_estimate_is_within_15_percent_of_known_gaussian_noise(sigma):
     assert estimate == pytest.approx(sigma, rel=0.15)
 
 
+@pytest.mark.parametrize("sigma", [10.0, 20.0, 40.0])
+def test_estimate_reads_the_pixel_noise_of_correlated_noise_too(sigma):
+    """CT noise is correlated by the reconstruction kernel: the estimate is its pixel standard deviation."""
+    clean = phantom()
+    noise = ndimage.gaussian_filter(np.random.default_rng(int(sigma)).normal(0.0, 1.0, clean.shape), (0, 0.8, 0.8))
+    noise *= sigma / noise.std()
+    assert estimate_noise_hu(clean + noise) == pytest.approx(sigma, rel=0.15)
+
+
 def test_noiseless_piecewise_constant_phantom_reads_near_zero():
     assert estimate_noise_hu(phantom()) < 0.5
+    assert estimate_noise_hu(np.where(phantom() > -500, 40.0, -1000.0)) < 0.05  # no ramp: no noise at all
 
 
 def test_noise_outside_soft_tissue_does_not_count():
