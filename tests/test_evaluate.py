@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
 from ctdenoise.cli import main
 from ctdenoise.errors import InputError, UnpairedSlicesError
 from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
-from ctdenoise.evaluate.pairing import mayo_cases, pair_case
+from ctdenoise.evaluate.methods import classical_method
+from ctdenoise.evaluate.pairing import mayo_cases, pair_case, simulated_cases
 from ctdenoise.evaluate.report import summarise
 from ctdenoise.examples import build_series_from_slice
 from ctdenoise.io import read_volume, write_volume
@@ -185,7 +187,7 @@ def test_generic_pair_mode_and_dose_sweep(mayo_root, tmp_path):
 
 def test_bad_data_arguments_are_usage_errors(tmp_path, capsys):
     assert main(["evaluate", "--full", str(tmp_path), "--model", "none", "-o", str(tmp_path / "o")]) == 2
-    assert "needs --low, --simulate-dose or a sweep" in capsys.readouterr().err
+    assert "needs --low, --simulate-dose, a sweep" in capsys.readouterr().err
 
 
 def test_noise_estimate_of_the_nlm_baseline_finds_added_gaussian_noise(ct_small):
@@ -227,3 +229,41 @@ def test_given_sigma_filters_get_the_true_noise_level_of_each_slice(ct_small):
     assert seen and seen[0][0] == pytest.approx(true_noise_sigma_hu(low[0], full[0]))
     denoised = apply_method(method, low, full)
     assert np.sqrt(np.mean((denoised - full) ** 2)) < 0.7 * np.sqrt(np.mean((low - full) ** 2))
+
+
+def test_the_textured_phantom_is_noiseless_and_deterministic():
+    from ctdenoise.evaluate.clean_check import clean_image_change, textured_phantom
+
+    phantom = textured_phantom(size=128)
+    assert np.array_equal(phantom, textured_phantom(size=128))
+    assert phantom.min() == pytest.approx(-1000.0) and phantom.max() > 500.0  # air and bone
+    assert clean_image_change(phantom, phantom) == {"rmse_body_hu": 0.0, "p99_abs_change_hu": 0.0, "detail_kept": 1.0}
+    blurred = clean_image_change(gaussian_filter(phantom, 1.5), phantom)
+    assert blurred["rmse_body_hu"] > 3.0 and blurred["detail_kept"] < 0.6  # a smoothing filter is caught
+
+
+def test_clean_check_reports_each_method_on_the_phantom_and_the_normal_dose_slice(mayo_root, tiny_checkpoint, tmp_path):
+    from ctdenoise.evaluate.clean_check import run_clean_check
+    from ctdenoise.evaluate.methods import clip_model_method
+
+    cases = simulated_cases(mayo_root / "L067" / "full_1mm", 0.25, None, seed=0)
+    methods = [classical_method("input"), clip_model_method(tiny_checkpoint, "tiny", "cpu"),
+               clip_model_method(tiny_checkpoint, "tiny-half", "cpu", strength=0.5), classical_method("nlm-sigma")]
+    record = run_clean_check(cases, methods, tmp_path / "clean", phantom_size=96)
+    assert len(record["images"]) == 2 and "phantom" in record["images"]  # the phantom and the one case
+    phantom = record["images"]["phantom"]
+    assert set(phantom) == {"input", "tiny", "tiny-half"}  # nlm-sigma would be given a noise level of 0
+    assert phantom["input"]["rmse_body_hu"] == 0.0
+    assert phantom["tiny-half"]["rmse_body_hu"] == pytest.approx(0.5 * phantom["tiny"]["rmse_body_hu"], rel=0.02)
+    assert (tmp_path / "clean" / "phantom.png").stat().st_size > 0
+    assert "| phantom | tiny |" in (tmp_path / "clean" / "clean_check.md").read_text()
+
+
+def test_model_variants_are_named_models_at_an_optional_strength(tmp_path):
+    from ctdenoise.cli.evaluate import _variant
+
+    assert _variant("new=default@0.7") == ("new", "default", 0.7)
+    assert _variant("old=/models/old") == ("old", "/models/old", None)
+    with pytest.raises(SystemExit) as usage:
+        main(["evaluate", "--full", str(tmp_path), "--variant", "nameonly", "-o", str(tmp_path / "o")])
+    assert usage.value.code == 2

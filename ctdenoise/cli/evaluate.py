@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ctdenoise.cli import EXIT_OK, EXIT_USAGE
+from ctdenoise.evaluate.clean_check import CLEAN_CHECK_DIR, run_clean_check
 from ctdenoise.evaluate.methods import Method, classical_method, clip_model_method, redcnn_method
 from ctdenoise.evaluate.metrics import PROTOCOLS
 from ctdenoise.evaluate.pairing import CaseSpec, MAYO_THICKNESSES, mayo_cases, pair_case, simulated_cases
@@ -58,6 +59,20 @@ Data (one of):
 """
 
 
+def _variant(text: str) -> tuple[str, str, float | None]:
+    """``NAME=MODEL`` or ``NAME=MODEL@S`` -> (name, model, strength or None)."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not rest:
+        raise argparse.ArgumentTypeError(f"expected NAME=MODEL or NAME=MODEL@STRENGTH, got {text!r}")
+    model, at, strength = rest.rpartition("@") if "@" in rest else (rest, "", "")
+    if not at:
+        return name, model, None
+    try:
+        return name, model, float(strength)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"strength in {text!r} is not a number") from None
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
@@ -77,6 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     methods.add_argument("--model", default="default",
                          help=f"CLIPDenoiser: shipped model name or checkpoint folder, '{NO_MODEL}' to skip (default: %(default)s)")
     methods.add_argument("--model-name", default="clipdenoiser", help="label of --model in the reports")
+    methods.add_argument("--variant", dest="variants", action="append", type=_variant, default=[], metavar="NAME=MODEL[@S]",
+                         help="another CLIPDenoiser to compare, labelled NAME: a shipped model name or checkpoint folder, "
+                         "optionally at strength S (0..1); repeatable")
     methods.add_argument("--redcnn", type=Path, metavar="DIR", help="RED-CNN checkpoint folder (supervised baseline)")
     methods.add_argument("--baselines", type=_names, default=("input", "nlm"),
                          help="classical methods: input,nlm[,bm3d]; nlm-sigma, bm3d-sigma: given the true noise level (default: input,nlm)")
@@ -88,6 +106,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep-sigma", type=_floats, default=(), metavar="S,S,...",
                    help="generalisation report: Gaussian sigmas in 1/255 of the model scale (training: 5)")
     p.add_argument("--sweep-max-slices", type=int, default=32, help="slices per case in the sweep (default: %(default)s)")
+    p.add_argument("--clean-check", action="store_true",
+                   help="also run every method on a noiseless textured phantom and on the normal-dose slices "
+                   "themselves, and report how much each changes them (OUTDIR/clean_check)")
     p.add_argument("--seed", type=int, default=0, help="seed of every simulated noise")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
@@ -112,8 +133,8 @@ def build_cases(args: argparse.Namespace) -> tuple[list[CaseSpec], dict, bool]:
             raise argparse.ArgumentTypeError("--low and --simulate-dose exclude each other")
         return [pair_case(args.low, args.full)], {"mode": "pair", "low": str(args.low), "full": str(args.full)}, True
     paired = args.simulate_dose is not None
-    if not paired and args.sweep_dose is None and not args.sweep_sigma:
-        raise argparse.ArgumentTypeError("--full alone needs --low, --simulate-dose or a sweep (--sweep-dose/--sweep-sigma)")
+    if not paired and args.sweep_dose is None and not args.sweep_sigma and not args.clean_check:
+        raise argparse.ArgumentTypeError("--full alone needs --low, --simulate-dose, a sweep (--sweep-dose/--sweep-sigma) or --clean-check")
     dose = args.simulate_dose if paired else 0.25
     cases = simulated_cases(args.full, dose, patients, seed=args.seed)
     description = {"mode": "simulated", "full": str(args.full), "simulated_dose": dose, "seed": args.seed,
@@ -126,6 +147,8 @@ def build_methods(args: argparse.Namespace) -> list[Method]:
     methods = [classical_method(name) for name in args.baselines]
     if args.model != NO_MODEL:
         methods.append(clip_model_method(args.model, args.model_name, args.device, args.batch_size))
+    for name, model, strength in args.variants:
+        methods.append(clip_model_method(model, name, args.device, args.batch_size, strength))
     if args.redcnn is not None:
         methods.append(redcnn_method(args.redcnn, device=args.device, batch_size=args.batch_size or 4))
     return methods
@@ -146,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
             summary = evaluate_cases(cases, methods, args.output, settings, bar.update, description)
         log.info("%d slices evaluated; wrote %s", summary["data"]["slices"], args.output)
         print((args.output / "summary.md").read_text(encoding="utf-8"))
+    if args.clean_check:
+        run_clean_check(cases, methods, args.output / CLEAN_CHECK_DIR)
+        print((args.output / CLEAN_CHECK_DIR / "clean_check.md").read_text(encoding="utf-8"))
     if args.sweep_dose is not None or args.sweep_sigma:
         sweep = SweepSettings(doses=args.sweep_dose or (), sigmas=args.sweep_sigma, protocols=protocols,
                               seed=args.seed, max_slices_per_case=args.sweep_max_slices)

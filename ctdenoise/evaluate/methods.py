@@ -165,16 +165,24 @@ def _checkpoint_record(directory: Path) -> dict[str, Any]:
     }
 
 
-def clip_model_method(spec: str | Path, name: str = "clipdenoiser", device: str = "auto", batch_size: int | None = None) -> Method:
-    """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), run by :func:`denoise_hu`."""
+def clip_model_method(
+    spec: str | Path, name: str = "clipdenoiser", device: str = "auto", batch_size: int | None = None,
+    strength: float | None = None,
+) -> Method:
+    """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), run by :func:`denoise_hu`
+    at ``strength`` (None: the default strength of :class:`~ctdenoise.inference.InferenceSettings`)."""
     from ctdenoise.inference import InferenceSettings, denoise_hu
     from ctdenoise.registry import load_model, resolve_model_dir
 
     directory = resolve_model_dir(spec)
     model = load_model(spec)
     settings = InferenceSettings(device=device, batch_size=batch_size)
-    record = {**_checkpoint_record(directory), "encoder": json.loads((directory / "config.json").read_text())["encoder"]}
-    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}", lambda hu: denoise_hu(model, hu, settings), record)
+    if strength is not None:
+        settings = InferenceSettings(device=device, batch_size=batch_size, strength=strength)
+    record = {**_checkpoint_record(directory), "encoder": json.loads((directory / "config.json").read_text())["encoder"],
+              "strength": settings.strength}
+    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {settings.strength:g}",
+                  lambda hu: denoise_hu(model, hu, settings), record)
 
 
 def redcnn_method(directory: str | Path, name: str = "redcnn", device: str = "auto", batch_size: int = 4) -> Method:
