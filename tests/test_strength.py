@@ -100,7 +100,10 @@ def test_cli_strength_reaches_pixels_report_and_derivation_description(build_ser
                      "--strength", strength]) == 0
         outputs[strength] = out
     source = read_volume(series)
-    unchanged = read_volume(next(p for p in outputs["0"].iterdir() if p.is_dir()))
+    def series_folder(out):
+        return out / json.loads((out / "report.json").read_text())["series"][0]["output"]
+
+    unchanged = read_volume(series_folder(outputs["0"]))
     slope = float(source.dicom_datasets[0].RescaleSlope)
     assert np.abs(unchanged.hu - source.hu).max() <= slope / 2 + 1e-3  # strength 0: the stored values return
 
@@ -111,7 +114,7 @@ def test_cli_strength_reaches_pixels_report_and_derivation_description(build_ser
     assert entry["strength"] == 0.5
     assert entry["noise_hu_before"] == same["noise_hu_before"] > 0
     assert "noise_hu_after" in entry  # may be None: the untrained tiny model's output holds no soft tissue
-    first = pydicom.dcmread(sorted(next(p for p in outputs["0.5"].iterdir() if p.is_dir()).glob("*.dcm"))[0])
+    first = pydicom.dcmread(sorted(series_folder(outputs["0.5"]).glob("*.dcm"))[0])
     assert first.DerivationDescription.endswith("strength 0.5")
     assert "(encoder: random init, trained)" not in first.DerivationDescription  # tiny_model's encoder is frozen
     assert "(encoder: random init, frozen)" in first.DerivationDescription
