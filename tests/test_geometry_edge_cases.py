@@ -199,8 +199,10 @@ def test_source_in_a_lossy_syntax_without_a_record_gets_one(build_series, tmp_pa
     volume = read_volume(build_series([0.0, 5.0], source="CT_small.dcm"))
     for ds in volume.dicom_datasets:  # as if the files had been read from JPEG baseline
         ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    volume.dicom_datasets[1].LossyImageCompressionMethod = "ISO_15444_1"  # an earlier, other method: kept first
     paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", series_description_suffix="x",
                                 derivation_description="y")
     ds = pydicom.dcmread(paths[0])
     assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == "ISO_10918_1"
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert list(pydicom.dcmread(paths[1]).LossyImageCompressionMethod) == ["ISO_15444_1", "ISO_10918_1"]

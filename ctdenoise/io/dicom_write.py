@@ -128,8 +128,8 @@ def _keep_lossy_history(ds: Dataset, source: Dataset) -> None:
     if str(source.get("LossyImageCompression", "")).strip() == "01" or method is None:
         return
     ds.LossyImageCompression = "01"
-    methods = list(source.get("LossyImageCompressionMethod") or []) if "LossyImageCompressionMethod" in source else []
-    methods = [methods] if isinstance(methods, str) else methods
+    recorded = source.get("LossyImageCompressionMethod") or []
+    methods = [str(recorded)] if isinstance(recorded, str) else [str(v) for v in recorded]
     ds.LossyImageCompressionMethod = methods + [method] if method not in methods else methods
 
 
