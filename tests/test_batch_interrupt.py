@@ -1,6 +1,6 @@
 """SIGINT/SIGTERM to a real ``ctdenoise denoise`` mid-run: exit 130/143, one message, report.json, no staging.
 
-The run denoises three series (12, 2 and 2 slices) built from pydicom's real CT_small slice with the
+The run denoises three series (8, 2 and 2 slices) built from pydicom's real CT_small slice with the
 shipped model; the signal is sent as soon as the first series is being written (its staging folder
 exists), so no series has been published yet: the case where the run used to leave no report at all.
 """
@@ -21,7 +21,7 @@ from ctdenoise.cli import EXIT_OK, main
 from ctdenoise.interrupt import StopRequested, StopSignals, stop_on_signals
 
 CT_SMALL = "CT_small.dcm"
-SLICES = {"p1": 12, "p2": 2, "p3": 2}
+SLICES = {"p1": 8, "p2": 2, "p3": 2}
 
 
 @pytest.fixture
@@ -40,13 +40,13 @@ def start_and_signal(archive: Path, out: Path, signum: int) -> subprocess.Comple
     command = [sys.executable, "-m", "ctdenoise", "denoise", str(archive), "-o", str(out), "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # generous: a loaded CI machine starts torch slowly
     while not staging(out):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the run never started writing"
         time.sleep(0.01)
     process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=240)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

@@ -155,3 +155,25 @@ def test_an_input_without_any_ct_is_a_one_line_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no CT series found" in err and "not a CT image (Modality CR)" in err
     assert "force" not in err.lower()  # pydicom's "use force=True" advice is no use to a ctdenoise user
+
+
+def test_a_dicomdir_record_pointing_outside_its_folder_is_not_followed(tmp_path):
+    import pydicom
+
+    from ctdenoise.io.dicomdir import dicomdir_files
+
+    media = tmp_path / "media"
+    media.mkdir()
+    ds = pydicom.dcmread(DICOMDIR)
+    images = [r for r in ds.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    images[0].ReferencedFileID = ["..", "secret.dcm"]
+    images[1].ReferencedFileID = ["IMAGES", "MISSING"]
+    ds.save_as(media / "DICOMDIR")
+    (tmp_path / "secret.dcm").write_bytes(b"outside the media")
+
+    files, problems = dicomdir_files(media / "DICOMDIR")
+
+    assert tmp_path / "secret.dcm" not in files and all(media.resolve() in f.parents for f in files)
+    reasons = [why for _, why in problems]
+    assert any("'../secret.dcm', outside the DICOMDIR's folder" in why for why in reasons)
+    assert (media.resolve() / "IMAGES" / "MISSING", "referenced by the DICOMDIR but missing") in problems
