@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,7 +83,7 @@ def running_scp(spool: Spool, config: ScpConfig | None = None) -> Iterator[Stora
 def running_node(spool_dir: Path, model, destinations, series_timeout: float = 0.5, **scp_options) -> Iterator[int]:
     """A node in a background thread, with the in-memory ``model``; yields its port."""
     spool = Spool(spool_dir)
-    denoiser = SeriesDenoiser(lambda: model, LABEL, SETTINGS)
+    denoiser = SeriesDenoiser(model, LABEL, SETTINGS)
     node = Node(spool, StorageSCP(spool, ScpConfig(port=0, **scp_options)), denoiser, destinations,
                 series_timeout=series_timeout, retry=RetryPolicy(0.3, 1.0), poll=0.1)
     stop, ports, errors = threading.Event(), queue.Queue(), []
@@ -199,7 +200,7 @@ def test_aborted_association_duplicates_and_a_late_instance_give_one_derived_ser
 
 def test_derived_uids_are_the_same_when_a_series_is_redone_and_differ_per_model(series, tiny_model, tmp_path):
     def derive(label: str, out: Path) -> list[tuple[str, str]]:
-        SeriesDenoiser(lambda: tiny_model, label, SETTINGS)(series[0].parent, out)
+        SeriesDenoiser(tiny_model, label, SETTINGS)(series[0].parent, out)
         return sorted((ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in map(pydicom.dcmread, out.rglob("*.dcm")))
 
     first = derive(LABEL, tmp_path / "first")
@@ -239,9 +240,23 @@ def test_status_command_prints_the_spool_as_json(series, tmp_path, capsys):
     assert status["pending"][0]["stage"] == "receiving" and status["pending"][0]["instances"] == 2
 
 
-def test_serve_without_a_destination_is_a_usage_error(tmp_path, capsys):
+def test_serve_without_a_destination_or_with_a_bad_limit_is_a_usage_error(tmp_path, capsys):
     assert main(["serve", "--spool", str(tmp_path / "spool")]) == 2
     assert "--output, --forward or --stow" in capsys.readouterr().err
+    assert main(["serve", "--spool", str(tmp_path / "spool"), "--output", str(tmp_path), "--series-timeout", "0"]) == 2
+    assert "--series-timeout must be positive" in capsys.readouterr().err
+    assert main(["serve", "--spool", str(tmp_path / "spool"), "--forward", "PACS@host"]) == 2
+    assert "AET@HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_reported_before_anything_is_received(tiny_checkpoint, tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["serve", "--spool", str(tmp_path / "spool"), "--output", str(tmp_path / "out"), "--port", str(port),
+                     "--model", str(tiny_checkpoint), "--device", "cpu"])
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not orthanc_available(), reason="needs the Debian packages orthanc and orthanc-dicomweb")

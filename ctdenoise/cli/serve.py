@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not (args.output or args.forward or args.stow):
         raise ConfigError("destination", "give at least one of --output, --forward or --stow")
+    for option in ("series_timeout", "max_instance_size", "max_series_instances", "max_spool_size", "retry_initial",
+                   "retry_max"):
+        if getattr(args, option) <= 0:
+            raise ConfigError(option, f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     node = build_node(args)
     # pynetdicom logs every PDU and store request at INFO: the node logs one line per association instead.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_node(args: argparse.Namespace):
-    """The :class:`ctdenoise.serve.node.Node` the options describe (the model is loaded on the first series)."""
+    """The :class:`ctdenoise.serve.node.Node` the options describe, its model loaded and prepared."""
     from ctdenoise.registry import load_model, model_label
     from ctdenoise.serve.derive import SeriesDenoiser
     from ctdenoise.serve.node import Node, RetryPolicy
@@ -86,11 +90,11 @@ def build_node(args: argparse.Namespace):
     from ctdenoise.serve.spool import Spool
 
     settings = inference_settings(args)
-    label = model_label(args.model)  # fails fast when the model does not exist
-    denoiser = SeriesDenoiser(lambda: load_model(args.model, clip_weights=args.clip_weights), label, settings)
     destinations = [FolderDestination(args.output)] if args.output else []
     destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
     destinations += [StowDestination(url) for url in args.stow]
+    label = model_label(args.model)  # a missing model fails here, before the slower loading
+    denoiser = SeriesDenoiser(load_model(args.model, clip_weights=args.clip_weights), label, settings)
     spool = Spool(args.spool, max_bytes=int(args.max_spool_size * 1024 * MB), max_instances=args.max_series_instances)
     scp = StorageSCP(spool, ScpConfig(args.ae_title, args.host, args.port, args.allow_ae,
                                       int(args.max_instance_size * MB)))

@@ -39,19 +39,14 @@ def derived_uid_for(key: str) -> Callable[[str], str]:
 
 
 class SeriesDenoiser:
-    """Denoises spooled series with one model, loaded (``load() -> model``) and prepared on first use."""
+    """Denoises spooled series with ``model`` (labelled ``model_label`` in the outputs), prepared once for
+    ``settings`` when the denoiser is made, so a model that cannot run fails before the node listens."""
 
-    def __init__(self, load: Callable[[], torch.nn.Module], model_label: str, settings: InferenceSettings) -> None:
-        self._load = load
-        self._runner: torch.nn.Module | None = None
+    def __init__(self, model: torch.nn.Module, model_label: str, settings: InferenceSettings) -> None:
+        self.runner = prepare_for_settings(model, settings)
         self.model_label = model_label
         self.settings = settings
         self.derived_uid = derived_uid_for(derivation_key(model_label, settings))
-
-    def runner(self) -> torch.nn.Module:
-        if self._runner is None:
-            self._runner = prepare_for_settings(self._load(), self.settings)
-        return self._runner
 
     def __call__(self, instances: Path, out_dir: Path) -> int:
         """Denoise every series found in the folder ``instances`` and publish the derived files atomically as
@@ -70,5 +65,5 @@ class SeriesDenoiser:
                         derivation_description=f"ctdenoise {__version__} CLIPDenoising model {self.model_label}",
                     )
 
-                count += len(denoise_while_writing(self.runner(), volume, self.settings, write))
+                count += len(denoise_while_writing(self.runner, volume, self.settings, write))
         return count

@@ -90,7 +90,7 @@ class Node:
     def _derive(self, state: EntryState) -> None:
         started = time.perf_counter()
         try:
-            state.derived = self.denoise(self.spool.instances_dir(state.id), self.spool.derived_dir(state.id))
+            state.derived = self.spool.derive(state.id, self.denoise)
         except OutputStorageError as error:  # the spool's disk, not the series: try again later
             wait = self.retry.maximum
             self._derive_after[state.id] = time.time() + wait
@@ -105,7 +105,6 @@ class Node:
         state.seconds = round(time.perf_counter() - started, 3)
         state.destinations = {d.name: DestinationState() for d in self.destinations}
         self.spool.save(state)
-        self.spool.add_derived_bytes(state.id)
 
     def _deliver_next(self, state: EntryState, now: float) -> bool:
         """Deliver ``state``'s derived series to its next due destination, or finish it once all confirmed."""

@@ -29,7 +29,7 @@ from pydicom.uid import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from ctdenoise.errors import InputError
+from ctdenoise.errors import CTDenoiseError, InputError
 from ctdenoise.io.dicom_headers import check_header, read_dicom
 from ctdenoise.serve.spool import OUT_OF_RESOURCES, Spool, SpoolRefusal
 
@@ -72,6 +72,10 @@ def _identify(path: Path, sop_uid: str) -> tuple[str, str]:
     return series_uid, own_uid
 
 
+class ListenError(CTDenoiseError):
+    """The SCP cannot listen on its address (port in use, address not on this machine, no permission)."""
+
+
 class StorageSCP:
     """Receives into ``spool``; :meth:`start` listens (in background threads), :meth:`stop` stops listening."""
 
@@ -91,7 +95,11 @@ class StorageSCP:
     def start(self) -> None:
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_end, ["rejected"]),
                     (evt.EVT_ABORTED, self._on_end, ["aborted"]), (evt.EVT_RELEASED, self._on_end, ["released"])]
-        self._server = self.ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers)
+        try:
+            self._server = self.ae.start_server((self.config.host, self.config.port), block=False,
+                                                evt_handlers=handlers)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from None
 
     @property
     def port(self) -> int:

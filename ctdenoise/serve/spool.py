@@ -285,10 +285,14 @@ class Spool:
     def derived_files(self, entry_id: str) -> list[Path]:
         return sorted(self.derived_dir(entry_id).rglob("*.dcm"))
 
-    def add_derived_bytes(self, entry_id: str) -> None:
-        """Count the published derived series of an entry in the spool's size."""
+    def derive(self, entry_id: str, write: Callable[[Path, Path], int]) -> int:
+        """Run ``write(instances_dir, derived_dir)``, which publishes the entry's derived series (replacing one
+        left by a killed run), and count it in the spool's size; returns what ``write`` returned."""
+        before = tree_bytes(self.derived_dir(entry_id))
+        written = write(self.instances_dir(entry_id), self.derived_dir(entry_id))
         with self._lock:
-            self._bytes += tree_bytes(self.derived_dir(entry_id))
+            self._bytes += tree_bytes(self.derived_dir(entry_id)) - before
+        return written
 
     def finish(self, state: EntryState) -> None:
         """Every destination confirmed: write ``done/<id>.json`` (no patient data), then drop the entry."""
