@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ctdenoise import __version__
-from ctdenoise.errors import CTDenoiseError, InputError, OutputError, OutputStorageError
+from ctdenoise.errors import ConfigError, CTDenoiseError, InputError, OutputError, OutputStorageError
 from ctdenoise.inference import InferenceSettings, prepare_for_settings
 from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, find_series, read_volume, write_volume
 from ctdenoise.io.atomic import output_os_error
@@ -236,7 +236,10 @@ def result_from_dict(values: dict) -> SeriesResult:
 def decide_resume(job: BatchJob, out_dir: Path, *, overwrite: bool, if_changed: str = "redo") -> ResumeDecision:
     """Redo ``job`` when its output folder is missing, ``overwrite`` is set, or (``if_changed="redo"``) its
     input differs from the manifest record of the output (:mod:`ctdenoise.manifest`); otherwise report the
-    earlier result as "skipped" (up to date) or "changed" (``if_changed="report"``)."""
+    earlier result as "skipped" (up to date) or "changed" (``if_changed="report"``). ConfigError for another
+    ``if_changed``."""
+    if if_changed not in IF_CHANGED_CHOICES:
+        raise ConfigError("if_changed", f"{if_changed!r} is not one of {', '.join(IF_CHANGED_CHOICES)}")
     if not (out_dir / job.key).exists():
         return ResumeDecision(redo=True)
     if overwrite:
