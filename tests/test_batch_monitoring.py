@@ -117,3 +117,11 @@ def test_progress_bar_shows_total_and_eta_and_warnings_are_one_line_per_series(b
     assert len(warned_entry["warnings"]) == 1
     assert next(s for s in report["series"] if s["key"].startswith("clean/"))["warnings"] == []
     assert any("notes.txt: not a DICOM file" in p and "force" not in p for p in report["discovery_problems"])
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys):
+    target = tmp_path / "no_such_folder" / "run.log"
+    assert main(["denoise", str(tmp_path), "-o", str(tmp_path / "out"), "--log-file", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ctdenoise denoise: error: {target}: cannot open the log file: No such file or directory"
+    assert not (tmp_path / "out").exists()
