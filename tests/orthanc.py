@@ -32,10 +32,12 @@ def orthanc_available() -> bool:
 class Orthanc:
     """One Orthanc process: AE title ``ORTHANC`` on ``dicom_port``, REST and DICOMweb on ``http_port``."""
 
-    def __init__(self, workdir: Path, dicom_port: int | None = None, http_port: int | None = None) -> None:
+    def __init__(self, workdir: Path, dicom_port: int | None = None, http_port: int | None = None,
+                 modalities: dict[str, tuple[str, str, int]] | None = None) -> None:
         self.workdir = Path(workdir)
         self.dicom_port = dicom_port or free_port()
         self.http_port = http_port or free_port()
+        self.modalities = modalities or {}  # name -> (AE title, host, port) that Orthanc may send to
         self.process: subprocess.Popen | None = None
 
     @property
@@ -61,6 +63,7 @@ class Orthanc:
             "SaveJobs": False,
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "DicomModalities": {name: list(peer) for name, peer in self.modalities.items()},
         }
         path = self.workdir / "orthanc.json"
         path.write_text(json.dumps(config))
@@ -91,6 +94,11 @@ class Orthanc:
 
     def get(self, path: str):
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, payload: dict):
+        request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(payload).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     def series(self) -> list[dict]:

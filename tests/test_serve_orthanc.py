@@ -88,8 +88,8 @@ class ServeProcess:
 
 
 @contextmanager
-def serve(spool: Path, model: Path, *options: str):
-    node = ServeProcess(spool, model, *options)
+def serve(spool: Path, model: Path, *options: str, port: int | None = None):
+    node = ServeProcess(spool, model, *options, port=port)
     try:
         yield node
     finally:
@@ -155,6 +155,21 @@ def test_series_sent_with_storescu_appears_in_orthanc_as_derived_series_by_c_sto
     log = node.log.read_text()
     assert "association from SCANNER" in log and "delivered to forward:ORTHANC@" in log
     assert "CompressedSamples" not in log and pydicom.dcmread(files[0]).SOPInstanceUID not in log  # no patient data
+
+
+@pytest.mark.slow
+def test_orthanc_routes_a_series_to_the_node_and_gets_the_derived_series_back(build_series, tiny_checkpoint, tmp_path):
+    files = sorted(build_series([0.0, 5.0, 10.0], source=CT_SMALL).iterdir())
+    spool, node_port = tmp_path / "spool", free_port()
+    with Orthanc(tmp_path / "pacs", modalities={"ctdenoise": ("CTDENOISE", "127.0.0.1", node_port)}) as pacs:
+        storescu(pacs.dicom_port, "ORTHANC", files)
+        (source_id,) = pacs.get("/series")
+        with serve(spool, tiny_checkpoint, "--forward", f"ORTHANC@127.0.0.1:{pacs.dicom_port}", "--allow-ae", "ORTHANC",
+                   "SCANNER", port=node_port) as node:
+            pacs.post("/modalities/ctdenoise/store", {"Resources": [source_id], "Synchronous": True})
+            wait_for(lambda: delivered(spool), what="the derived series to come back")
+            assert node.terminate() == 0
+        check_derived_next_to_source(pacs, files)
 
 
 @pytest.mark.slow
