@@ -21,7 +21,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImageStorage, Verification
 
 from conftest import real_test_file
 from ctdenoise.cli import main
@@ -142,6 +142,20 @@ def test_series_received_over_dicom_is_delivered_to_a_folder_as_derived_series(s
     text = json.dumps(status)
     assert all(str(value) not in text for value in (sources[0].PatientName, sources[0].PatientID))
     assert not list((spool_dir / "series").iterdir())  # delivered series leave the spool
+
+
+@pytest.mark.slow  # two 512x512 frames through the RN50 model on the CPU
+def test_an_enhanced_ct_instance_is_received_and_derived_as_one_multiframe_file(tiny_model, tmp_path):
+    source = pydicom.dcmread(real_test_file("eCT_Supplemental.dcm"))
+    out, spool_dir = tmp_path / "out", tmp_path / "spool"
+    with running_node(spool_dir, tiny_model, [FolderDestination(out)]) as port:
+        with association(port, contexts=(EnhancedCTImageStorage,)) as assoc:
+            assert assoc.send_c_store(source).Status == 0
+        wait_for(lambda: done_records(spool_dir), what="the Enhanced CT series to be delivered")
+    [derived] = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
+    assert derived.SOPClassUID == EnhancedCTImageStorage and int(derived.NumberOfFrames) == 2
+    assert derived.SOPInstanceUID == derived_uid_for(derivation_key(LABEL, SETTINGS))(source.SOPInstanceUID)
+    assert derived.StudyInstanceUID == source.StudyInstanceUID
 
 
 def test_only_ct_is_negotiated_and_a_non_ct_dataset_is_refused(ct_small, tmp_path):

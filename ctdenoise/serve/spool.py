@@ -316,9 +316,14 @@ class Spool:
             self._counts.pop(state.id, None)
 
 
+STATUS_DONE_LISTED = 100
+"""How many of the most recently finished series the status view lists (``counts`` has them all)."""
+
+
 def spool_status(root: Path | str) -> dict:
     """A JSON-ready view of a spool, readable while a node runs: pending entries with their stage and
-    destinations, done records and failed entries. Holds hashes and counts only, no patient data."""
+    destinations, the :data:`STATUS_DONE_LISTED` latest done records and the failed entries. Holds hashes,
+    counts, times and destination names only, no patient data."""
     root = Path(root)
     if not (root / "series").is_dir():
         raise SpoolError(f"{root}: not a ctdenoise spool (no series/ folder)")
@@ -339,10 +344,11 @@ def spool_status(root: Path | str) -> dict:
             done.append(json.loads(record.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue
+    done.sort(key=lambda record: record.get("finished", 0))
     return {
         "spool": str(root),
         "counts": {"pending": len(pending), "done": len(done), "failed": len(failed)},
         "pending": pending,
-        "done": done,
+        "done": done[-STATUS_DONE_LISTED:],
         "failed": failed,
     }
