@@ -219,8 +219,12 @@ def test_derived_uids_are_the_same_when_a_series_is_redone_and_differ_per_model(
 
     first = derive(LABEL, tmp_path / "first")
     assert derive(LABEL, tmp_path / "again") == first
-    other = derive("other@0123456789ab", tmp_path / "other")
-    assert len(first) == 3 and not {uid for pair in first for uid in pair} & {uid for pair in other for uid in pair}
+    sources = [pydicom.dcmread(p) for p in series]
+    source_uids = [sources[0].SeriesInstanceUID] + [ds.SOPInstanceUID for ds in sources]
+    other = {derived_uid_for(derivation_key("other@0123456789ab", SETTINGS))(uid) for uid in source_uids}
+    fp16 = {derived_uid_for(derivation_key(LABEL, InferenceSettings(precision="fp16")))(uid) for uid in source_uids}
+    ours = {uid for pair in first for uid in pair}
+    assert len(first) == 3 and len(ours) == len(other) == len(fp16) == 4 and not ours & other and not ours & fp16
 
 
 def test_spool_recovery_after_a_kill_keeps_received_instances_and_drops_partial_files(ct_small, tmp_path):
