@@ -91,6 +91,14 @@ def _detail_std(hu: np.ndarray, mask: np.ndarray) -> float:
     return float(residual[mask].std())
 
 
+def _body_box(hu: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the body in ``hu`` (the whole image when there is none), for the figures."""
+    rows, cols = np.nonzero(body_mask(hu))
+    if rows.size == 0:
+        return (slice(None), slice(None))
+    return (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+
+
 def clean_image_change(output: np.ndarray, clean: np.ndarray) -> dict[str, float]:
     """How much ``output`` differs from the ``clean`` image it was made from, inside the body (HU)."""
     mask = body_mask(clean)
@@ -121,7 +129,8 @@ def run_clean_check(
         scores = {method: clean_image_change(out, clean) for method, out in outputs.items()}
         record["images"][name] = scores
         captions = {m: f"change {v['rmse_body_hu']:.1f} HU, detail {100 * v['detail_kept']:.0f} %" for m, v in scores.items()}
-        slice_panel(outputs, clean, window, out_dir / f"{name.replace('/', '_')}.png",
+        crop = _body_box(clean)
+        slice_panel({m: out[crop] for m, out in outputs.items()}, clean[crop], window, out_dir / f"{name.replace('/', '_')}.png",
                     f"{name}: clean input (right), outputs and output - input", captions, diff_hu=50.0)
     (out_dir / "clean_check.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     (out_dir / "clean_check.md").write_text(markdown_table(record), encoding="utf-8")
