@@ -135,6 +135,7 @@ def test_series_received_over_dicom_is_delivered_to_a_folder_as_derived_series(s
         assert ds.SeriesInstanceUID == derived_uid(source.SeriesInstanceUID)
         assert (ds.StudyInstanceUID, ds.PatientID) == (source.StudyInstanceUID, source.PatientID)
         assert ds.ImageType[0] == "DERIVED" and ds.ImagePositionPatient == source.ImagePositionPatient
+        assert ds.SeriesDescription.endswith(f"denoised {LABEL} s=1") and "strength 1" in ds.DerivationDescription
     assert [p.parent.name for p in out.rglob("*.dcm")] == [uid_hash(derived[0].SeriesInstanceUID, 20)] * 3
     status = spool_status(spool_dir)
     assert status["counts"] == {"pending": 0, "done": 1, "failed": 0}
@@ -223,8 +224,10 @@ def test_derived_uids_are_the_same_when_a_series_is_redone_and_differ_per_model(
     source_uids = [sources[0].SeriesInstanceUID] + [ds.SOPInstanceUID for ds in sources]
     other = {derived_uid_for(derivation_key("other@0123456789ab", SETTINGS))(uid) for uid in source_uids}
     fp16 = {derived_uid_for(derivation_key(LABEL, InferenceSettings(precision="fp16")))(uid) for uid in source_uids}
+    half = {derived_uid_for(derivation_key(LABEL, InferenceSettings(strength=0.5)))(uid) for uid in source_uids}
     ours = {uid for pair in first for uid in pair}
-    assert len(first) == 3 and len(ours) == len(other) == len(fp16) == 4 and not ours & other and not ours & fp16
+    assert len(first) == 3 and all(len(uids) == 4 for uids in (ours, other, fp16, half))
+    assert not ours & other and not ours & fp16 and not ours & half
 
 
 def test_spool_recovery_after_a_kill_keeps_received_instances_and_drops_partial_files(ct_small, tmp_path):

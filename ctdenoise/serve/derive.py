@@ -21,12 +21,14 @@ from ctdenoise import __version__
 from ctdenoise.inference import InferenceSettings, prepare_for_settings
 from ctdenoise.io import atomic_write_dir, find_series, read_volume, write_derived_dicom
 from ctdenoise.overlap import denoise_while_writing
+from ctdenoise.registry import model_description
 
 
 def derivation_key(model_label: str, settings: InferenceSettings) -> str:
-    """What identifies a derivation: the model (name and weights hash) and the settings that change pixels."""
-    return json.dumps({"model": model_label, "precision": settings.precision, "backend": settings.backend},
-                      sort_keys=True)
+    """What identifies a derivation: the model (name and weights hash) and the settings that change pixels
+    (strength, precision, backend)."""
+    return json.dumps({"model": model_label, "strength": settings.strength, "precision": settings.precision,
+                       "backend": settings.backend}, sort_keys=True)
 
 
 def derived_uid_for(key: str) -> Callable[[str], str]:
@@ -44,9 +46,12 @@ class SeriesDenoiser:
 
     def __init__(self, model: torch.nn.Module, model_label: str, settings: InferenceSettings) -> None:
         self.runner = prepare_for_settings(model, settings)
-        self.model_label = model_label
         self.settings = settings
         self.derived_uid = derived_uid_for(derivation_key(model_label, settings))
+        # The same provenance texts as ctdenoise denoise writes (ctdenoise.batch.denoise_one).
+        self.series_description_suffix = f"denoised {model_label} s={settings.strength:g}"
+        self.derivation_description = (f"ctdenoise {__version__} {model_description(model, model_label)}, "
+                                       f"strength {settings.strength:g}")
 
     def __call__(self, instances: Path, out_dir: Path) -> int:
         """Denoise every series found in the folder ``instances`` and publish the derived files atomically as
@@ -61,8 +66,8 @@ class SeriesDenoiser:
                 def write(hu, slice_ready, volume=volume, part=staging / f"part{k:03d}"):
                     return write_derived_dicom(
                         volume, hu, part, slice_ready=slice_ready, derived_uid=self.derived_uid,
-                        series_description_suffix=f"denoised {self.model_label}",
-                        derivation_description=f"ctdenoise {__version__} CLIPDenoising model {self.model_label}",
+                        series_description_suffix=self.series_description_suffix,
+                        derivation_description=self.derivation_description,
                     )
 
                 count += len(denoise_while_writing(self.runner, volume, self.settings, write))
