@@ -24,11 +24,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ctdenoise.evaluate.metrics import compute_metrics
 from ctdenoise.inference import InferenceSettings, denoise_hu
-from ctdenoise.model import load_checkpoint, save_checkpoint
+from ctdenoise.model import export_half, load_checkpoint
 from ctdenoise.simulate import simulate_low_dose
 from ctdenoise.training.config import DataConfig
 from ctdenoise.training.data import CTSlice, load_slices, split_series
@@ -84,14 +83,6 @@ def describe(model_dir: Path) -> dict:
     }
 
 
-def round_encoder_to_half(model: torch.nn.Module) -> None:
-    """Round every floating encoder tensor to the nearest float16 value (kept as float32)."""
-    with torch.no_grad():
-        for tensor in model.encoder.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
-
-
 def markdown_table(rows: list[dict]) -> str:
     """A Markdown table: one row per model (and the noisy input)."""
     lines = [
@@ -135,10 +126,7 @@ def main() -> None:
     trained = rows[1:]
     best = max(trained, key=lambda row: row["scores"]["mean"]["redcnn"]["psnr"])
     if args.export_best is not None:
-        model = load_checkpoint(Path(best["run"]) / MODEL_DIR)
-        round_encoder_to_half(model)
-        summary = json.loads((Path(best["run"]) / MODEL_DIR / "config.json").read_text())["training_summary"]
-        save_checkpoint(model, args.export_best, training_summary=summary, include_encoder=True, half=True)
+        export_half(Path(best["run"]) / MODEL_DIR, args.export_best)
         rows.append({"name": f"{best['name']} exported fp16 ({args.export_best})", "encoder_text": best["encoder_text"],
                      "scores": evaluate_model(args.export_best, slices, cases)})
     table = markdown_table(rows)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from ctdenoise.errors import CheckpointError
-from ctdenoise.model import CLIPDenoiser, ModelConfig, ResolvedWeights, load_checkpoint, save_checkpoint
+from ctdenoise.model import CLIPDenoiser, ModelConfig, ResolvedWeights, export_half, load_checkpoint, save_checkpoint
 from ctdenoise.model.weights import encoder_weights_sha256
 
 
@@ -112,6 +112,22 @@ def test_half_checkpoint_is_smaller_and_keeps_the_encoder_hash_verifiable(
     assert torch.equal(loaded.encoder.conv1.weight, trained_model.encoder.conv1.weight)  # not fp16-exact: kept
     expected = _output(trained_model, image)
     assert torch.allclose(_output(loaded, image), expected, rtol=0, atol=1e-2 * float(expected.abs().max()))
+
+
+def test_export_half_stores_every_tensor_in_float16_and_keeps_the_summary(image: torch.Tensor, tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    trained_model = CLIPDenoiser(ModelConfig(train_encoder=True)).eval()  # encoder values not fp16-exact
+    save_checkpoint(trained_model, tmp_path / "run", training_summary={"iterations": 3})
+    export_half(tmp_path / "run", tmp_path / "shipped")
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tmp_path / "shipped" / "model.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    config = json.loads((tmp_path / "shipped" / "config.json").read_text())
+    assert config["training_summary"] == {"iterations": 3} and config["tensors"]["half"] is True
+    expected = _output(trained_model, image)
+    exported = _output(load_checkpoint(tmp_path / "shipped"), image)
+    assert torch.allclose(exported, expected, rtol=0, atol=1e-2 * float(expected.abs().max()))
 
 
 def test_tampered_tensor_file_is_refused(trained_model: CLIPDenoiser, tmp_path: Path) -> None:

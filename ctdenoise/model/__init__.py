@@ -5,7 +5,7 @@
 ``save_checkpoint`` / ``load_checkpoint`` (safetensors + JSON, never pickle) and ``count_parameters``.
 """
 
-from ctdenoise.model.checkpoint import load_checkpoint, save_checkpoint
+from ctdenoise.model.checkpoint import export_half, load_checkpoint, save_checkpoint
 from ctdenoise.model.config import SUPPORTED_ENCODERS, ModelConfig
 from ctdenoise.model.denoiser import CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, default_cache_dir, encoder_weights_sha256, resolve_clip_weights
@@ -18,6 +18,7 @@ __all__ = [
     "count_parameters",
     "default_cache_dir",
     "encoder_weights_sha256",
+    "export_half",
     "load_checkpoint",
     "resolve_clip_weights",
     "save_checkpoint",

@@ -94,6 +94,22 @@ def save_checkpoint(
     return directory
 
 
+def export_half(source: Path, target: Path) -> Path:
+    """Write the checkpoint folder ``source`` into ``target`` with every tensor in float16 (for shipping).
+
+    A trained or random encoder is rounded to float16 before it is saved, so the stored encoder and its
+    recorded sha256 agree (:func:`save_checkpoint` keeps float32 where float16 would not be exact). The
+    training summary is carried over unchanged; other files in ``target`` (a model card) are left alone.
+    """
+    model = load_checkpoint(source)
+    with torch.no_grad():
+        for tensor in model.encoder.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    summary = _read_config(_checkpoint_directory(Path(source)) / CONFIG_FILE).get("training_summary", {})
+    return save_checkpoint(model, target, training_summary=summary, include_encoder=True, half=True)
+
+
 def load_checkpoint(
     directory: Path,
     *,
