@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ORTHANC_BINARY = "Orthanc"
+ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # /usr/sbin may be missing from a user's PATH
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def orthanc_available() -> bool:
-    return shutil.which(ORTHANC_BINARY) is not None and DICOMWEB_PLUGIN.exists()
+    return Path(ORTHANC_BINARY).is_file() and DICOMWEB_PLUGIN.exists()
 
 
 class Orthanc:
