@@ -24,7 +24,7 @@ from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage
 from pydicom.uid import ExplicitVRLittleEndian
 
 from ctdenoise.errors import ConfigError
-from ctdenoise.serve.spool import durable_write, uid_hash
+from ctdenoise.serve.spool import durable_write, fsync_dir, uid_hash
 
 #: C-STORE statuses that mean "stored": success and the warnings of PS3.4 B.2.3 (coercion, elements discarded).
 STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
@@ -64,7 +64,9 @@ class FolderDestination:
             header = pydicom.dcmread(path, stop_before_pixels=True)
             folder = self.root / uid_hash(str(header.SeriesInstanceUID), 20)
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                if not folder.is_dir():
+                    folder.mkdir(parents=True)
+                    fsync_dir(self.root)
                 durable_write(folder / f"{uid_hash(str(header.SOPInstanceUID))}.dcm", path.read_bytes())
             except OSError as exc:
                 raise DeliveryError(f"cannot write to {folder}: {exc.strerror or exc}") from None
