@@ -2,8 +2,9 @@
 
 The collector reads each page's fenced code blocks. Blocks fenced as ``python``/``py`` run in the test
 process (one namespace per page, so a page's snippets build on each other, in order); ``bash``/``sh`` run
-in bash (``set -euo pipefail``), and ``console`` blocks run their ``$ `` lines the same way. A shell
-block made only of ``ctdenoise ...`` commands runs them through :func:`ctdenoise.cli.main` in the test
+in bash with ``set -eu`` (a failing command fails the snippet; a pipeline's status is its last command's,
+as in a reader's terminal, so ``... | grep -q ...`` works), and ``console`` blocks run their ``$ `` lines
+the same way. A shell block made only of ``ctdenoise ...`` commands runs them through :func:`ctdenoise.cli.main` in the test
 process instead of a new interpreter (the same code path as the entry point, without a second torch import).
 Every page runs in its own fresh folder holding ``example_ct/`` (``ctdenoise example``), ``scan.nii.gz``
 (the same series as NIfTI) and links to the repository's ``configs``, ``pipelines``, ``scripts``,
@@ -183,7 +184,7 @@ def run_snippet(snippet: Snippet, namespace: dict, folder: Path) -> None:
                 status = stop.code
             assert status == 0, f"{snippet.where}: 'ctdenoise {shlex.join(argv)}' exited {status}"
         return
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=folder, capture_output=True, text=True,
+    done = subprocess.run(["bash", "-eu", "-c", script], cwd=folder, capture_output=True, text=True,
                           timeout=SHELL_TIMEOUT_S, check=False)
     assert done.returncode == 0, (
         f"{snippet.where}: exited {done.returncode}\n--- script\n{script}--- stdout\n{done.stdout[-4000:]}"
