@@ -268,6 +268,8 @@ def test_serve_without_a_destination_or_with_a_bad_limit_is_a_usage_error(tmp_pa
     assert "--series-timeout must be positive" in capsys.readouterr().err
     assert main(["serve", "--spool", str(tmp_path / "spool"), "--forward", "PACS@host"]) == 2
     assert "AET@HOST:PORT" in capsys.readouterr().err
+    assert main(["serve", "--spool", str(tmp_path / "spool"), "--output", str(tmp_path), "--ae-title", "A" * 17]) == 2
+    assert "is not a DICOM AE title" in capsys.readouterr().err
 
 
 def test_a_port_in_use_is_reported_before_anything_is_received(tiny_checkpoint, tmp_path, capsys):

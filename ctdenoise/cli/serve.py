@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
                    "retry_max"):
         if getattr(args, option) <= 0:
             raise ConfigError(option, f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
+    for title in (args.ae_title, *args.allow_ae):
+        if not 0 < len(title.strip()) <= 16 or "\\" in title:
+            raise ConfigError("ae-title", f"{title!r} is not a DICOM AE title (1 to 16 characters, no backslash)")
     node = build_node(args)
     # pynetdicom logs every PDU and store request at INFO: the node logs one line per association instead.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
