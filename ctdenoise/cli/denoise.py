@@ -28,7 +28,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="CLIP weight file (OpenAI RN50.pt or open_clip state dict) for models that do not carry their encoder")
     p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N (default: auto)")
     p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                   help="auto = fp16 on GPU, fp32 on CPU; fp32 forces full precision (README, 'Performance')")
+                   help="auto = fp16 on GPU, fp32 on CPU; fp32 forces full precision (docs: Performance)")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: 2 on CPU, 16 on GPU)")
     p.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile: a one-off compilation (seconds to a minute), "
@@ -75,8 +75,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "that --if-changed report kept; 2: usage error (also: an INPUT that does not exist or holds no CT); "
         "130/143: interrupted by SIGINT/SIGTERM.",
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="DICOM file, folder or tree, .zip of DICOM files, DICOMDIR, or NIfTI/NRRD/MHA file")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
+                   help="output folder (outside every INPUT); one folder per series and report.json")
     add_model_options(p)
     p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti", "nrrd", "mha"),
                    help="output format; 'same' writes DICOM for DICOM input and the input's format otherwise; "
