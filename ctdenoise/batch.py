@@ -48,7 +48,7 @@ from ctdenoise.io.read_warnings import collect_warnings, route_warnings, summari
 from ctdenoise.manifest import manifest_path, manifest_text, read_manifest, remove_manifest, source_record
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.overlap import denoise_while_writing
-from ctdenoise.registry import model_description
+from ctdenoise.registry import derived_series_texts
 
 REPORT_FILE = "report.json"
 LOCK_FILE = ".ctdenoise.lock"
@@ -344,6 +344,7 @@ def denoise_one(
         volume = read(job) if read is not None else read_volume(job.ref)
         is_dicom_output = output_format == "dicom" or (output_format == "same" and volume.dicom_datasets)
         noise_after: list[float | None] = []
+        description_suffix, derivation_description = derived_series_texts(model, model_label, settings.strength)
 
         def write(hu: np.ndarray, slice_ready: Callable[[int], None]) -> list[Path]:
             written = write_volume(
@@ -352,9 +353,8 @@ def denoise_one(
                 staging if is_dicom_output else staging / final_dir.name,
                 format=output_format,
                 slice_ready=slice_ready,
-                series_description_suffix=f"denoised {model_label} s={settings.strength:g}",
-                derivation_description=f"ctdenoise {__version__} {model_description(model, model_label)}, "
-                f"strength {settings.strength:g}",
+                series_description_suffix=description_suffix,
+                derivation_description=derivation_description,
                 **({"compression": compression} if is_dicom_output else {}),
             )
             noise_after.append(estimate_noise_hu(hu))  # every slice is final once write_volume returned

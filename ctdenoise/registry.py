@@ -107,3 +107,13 @@ def model_description(model: object, label: str) -> str:
     if encoder_provenance(model) == "not recorded":
         return f"model {label}"
     return f"CLIPDenoising-architecture model {label} (encoder: {encoder_provenance(model)})"
+
+
+def derived_series_texts(model: object, label: str, strength: float) -> tuple[str, str]:
+    """The provenance texts of a derived series, the same for ``ctdenoise denoise`` and ``ctdenoise serve``:
+    (SeriesDescription suffix ``"denoised LABEL s=S"``, DerivationDescription ``"ctdenoise VERSION``
+    :func:`model_description` ``, strength S"``)."""
+    from ctdenoise import __version__
+
+    return (f"denoised {label} s={strength:g}",
+            f"ctdenoise {__version__} {model_description(model, label)}, strength {strength:g}")

@@ -7,7 +7,6 @@ the CPU). Servers listen on 127.0.0.1 and are stopped by the test that started t
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import queue

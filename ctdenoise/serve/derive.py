@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 from pydicom.uid import generate_uid
 
-from ctdenoise import __version__
 from ctdenoise.inference import InferenceSettings, prepare_for_settings
 from ctdenoise.io import atomic_write_dir, find_series, read_volume, write_derived_dicom
 from ctdenoise.overlap import denoise_while_writing
-from ctdenoise.registry import model_description
+from ctdenoise.registry import derived_series_texts
 
 
 def derivation_key(model_label: str, settings: InferenceSettings) -> str:
@@ -48,10 +47,8 @@ class SeriesDenoiser:
         self.runner = prepare_for_settings(model, settings)
         self.settings = settings
         self.derived_uid = derived_uid_for(derivation_key(model_label, settings))
-        # The same provenance texts as ctdenoise denoise writes (ctdenoise.batch.denoise_one).
-        self.series_description_suffix = f"denoised {model_label} s={settings.strength:g}"
-        self.derivation_description = (f"ctdenoise {__version__} {model_description(model, model_label)}, "
-                                       f"strength {settings.strength:g}")
+        self.series_description_suffix, self.derivation_description = derived_series_texts(
+            model, model_label, settings.strength)
 
     def __call__(self, instances: Path, out_dir: Path) -> int:
         """Denoise every series found in the folder ``instances`` and publish the derived files atomically as
