@@ -176,44 +176,39 @@ def findings(rows: Sequence[dict[str, Any]], methods: Sequence[Method], protocol
 
 
 def markdown_report(rows: Sequence[dict[str, Any]], methods: Sequence[Method], settings: SweepSettings) -> str:
-    """The sweep as Markdown: one table per protocol (mean PSNR dB / SSIM per condition and method) and findings."""
-    names = [m.name for m in methods]
+    """The sweep as Markdown: one table per protocol (mean PSNR dB / SSIM per condition and method), one per case
+    (PSNR / body RMSE, first protocol), each with its findings."""
     text = []
     for protocol in settings.protocols:
         label = get_protocol(protocol).label
-        cells = {(r["noise"], r["level"], r["method"]): r for r in rows if r["protocol"] == label and r["case"] == ALL_CASES}
         text.append(f"### PSNR (dB) / SSIM, protocol `{label}`\n")
-        text.append("| noise | " + " | ".join(names) + " |")
-        text.append("|---|" + "---|" * len(names))
-        for noise, level in settings.conditions():
-            values = [cells.get((noise, level, n)) for n in names]
-            text.append(f"| {_level_label(noise, level)} | " + " | ".join(
-                "n/a" if v is None else f"{v['psnr_mean']:.2f} / {v['ssim_mean']:.4f}" for v in values) + " |")
+        text.extend(_condition_table(rows, methods, settings, label, ALL_CASES, "ssim_mean", 4))
         text.append("\nFindings (" + label + "):\n")
         text.extend(findings(rows, methods, label))
         text.append("")
-    text.extend(_case_tables(rows, methods, settings))
-    return "\n".join(text) + "\n"
-
-
-def _case_tables(rows: Sequence[dict[str, Any]], methods: Sequence[Method], settings: SweepSettings) -> list[str]:
-    """One table per case (first protocol): mean PSNR dB / body RMSE HU per condition and method, and findings."""
-    names = [m.name for m in methods]
     label = get_protocol(settings.protocols[0]).label
-    text = []
     for case in sorted({r["case"] for r in rows} - {ALL_CASES}):
-        cells = {(r["noise"], r["level"], r["method"]): r for r in rows if r["protocol"] == label and r["case"] == case}
         text.append(f"### Case `{case}`: PSNR (dB, `{label}`) / body RMSE (HU)\n")
-        text.append("| noise | " + " | ".join(names) + " |")
-        text.append("|---|" + "---|" * len(names))
-        for noise, level in settings.conditions():
-            values = [cells.get((noise, level, n)) for n in names]
-            text.append(f"| {_level_label(noise, level)} | " + " | ".join(
-                "n/a" if v is None else f"{v['psnr_mean']:.2f} / {v['rmse_body_hu_mean']:.1f}" for v in values) + " |")
+        text.extend(_condition_table(rows, methods, settings, label, case, "rmse_body_hu_mean", 1))
         text.append(f"\nFindings ({case}, {label}):\n")
         text.extend(findings(rows, methods, label, case))
         text.append("")
-    return text
+    return "\n".join(text) + "\n"
+
+
+def _condition_table(
+    rows: Sequence[dict[str, Any]], methods: Sequence[Method], settings: SweepSettings, label: str, case: str,
+    second: str, digits: int,
+) -> list[str]:
+    """Markdown rows of one table: a row per condition, a column per method, ``psnr_mean / <second>``."""
+    names = [m.name for m in methods]
+    cells = {(r["noise"], r["level"], r["method"]): r for r in rows if r["protocol"] == label and r["case"] == case}
+    lines = ["| noise | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for noise, level in settings.conditions():
+        values = [cells.get((noise, level, n)) for n in names]
+        lines.append(f"| {_level_label(noise, level)} | " + " | ".join(
+            "n/a" if v is None else f"{v['psnr_mean']:.2f} / {v[second]:.{digits}f}" for v in values) + " |")
+    return lines
 
 
 def write_sweep(rows: Sequence[dict[str, Any]], methods: Sequence[Method], settings: SweepSettings, out_dir: Path) -> None:
