@@ -121,6 +121,15 @@ def test_declared_sizes_over_the_limit_or_the_free_space_are_refused(ct_small, t
             check_zip(archive, handle, free_bytes=size, max_members=1)
 
 
+def test_a_dicomdir_reached_through_a_symlinked_folder_keeps_its_folder_keys(tmp_path):
+    from ctdenoise.io import find_series
+
+    link = tmp_path / "media"
+    link.symlink_to(DICOMDIR.parent, target_is_directory=True)
+    keys = {ref.key.rsplit("/", 1)[0] for ref in find_series(link / "DICOMDIR")}
+    assert "98892001/CT5N" in keys
+
+
 def test_a_dicomdir_input_follows_its_records_to_the_ct_series(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     code = denoise(DICOMDIR, "-o", out, "--model", tiny_checkpoint)

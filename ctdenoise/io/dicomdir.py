@@ -28,7 +28,8 @@ def dicomdir_files(path: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
         raise InputError(path, error.problem) from None
     if sop_class(ds) != DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" not in ds:
         raise InputError(path, "not a DICOMDIR (no directory records)")
-    base = path.parent.resolve()
+    base = path.parent  # not resolved: the files keep the path the user gave (series keys are relative to it)
+    resolved_base = base.resolve()
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
     for record in ds.DirectoryRecordSequence:
@@ -37,7 +38,7 @@ def dicomdir_files(path: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             continue
         parts = [file_id] if isinstance(file_id, str) else [str(p) for p in file_id]
         referenced = base.joinpath(*parts)
-        if any(p in ("", ".", "..") or "/" in p or "\\" in p for p in parts) or not referenced.resolve().is_relative_to(base):
+        if any(p in ("", ".", "..") or "/" in p or "\\" in p for p in parts) or not referenced.resolve().is_relative_to(resolved_base):
             problems.append((path, f"a record references {'/'.join(parts)!r}, outside the DICOMDIR's folder; skipped"))
         elif not referenced.is_file():
             problems.append((referenced, "referenced by the DICOMDIR but missing"))
