@@ -55,8 +55,9 @@ def main() -> None:
         for strength in args.strengths:
             blended = [blend_strength(torch.from_numpy(n), torch.from_numpy(o), strength).numpy()
                        for n, o in zip(noisy_hu, outputs)]
-            scores = {p: {m: float(np.mean([compute_metrics(b, c, p)[m] for b, c in zip(blended, data.clean_hu)]))
-                          for m in ("psnr", "ssim", "rmse_hu")} for p in protocols}
+            per_slice = {p: [compute_metrics(b, c, p) for b, c in zip(blended, data.clean_hu)] for p in protocols}
+            scores = {p: {m: float(np.mean([r[m] for r in results])) for m in ("psnr", "ssim", "rmse_hu")}
+                      for p, results in per_slice.items()}
             scores["rmse_body_hu"] = float(np.mean([body_rmse_hu(b, c) for b, c in zip(blended, data.clean_hu)]))
             by_strength[strength][label] = scores
         print(label, levels[label], {s: round(by_strength[s][label][protocols[0]]["psnr"], 2) for s in args.strengths})

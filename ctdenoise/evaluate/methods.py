@@ -27,7 +27,7 @@ import hashlib
 import importlib.util
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ def clip_model_method(
     model = load_model(spec)
     settings = InferenceSettings(device=device, batch_size=batch_size)
     if strength is not None:
-        settings = InferenceSettings(device=device, batch_size=batch_size, strength=strength)
+        settings = replace(settings, strength=strength)
     record = {**_checkpoint_record(directory), "encoder": json.loads((directory / "config.json").read_text())["encoder"],
               "strength": settings.strength}
     return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {settings.strength:g}",

@@ -176,8 +176,9 @@ def evaluate_case(
         for name, output in outputs.items():
             for offset, (pred, ref) in enumerate(zip(output, case.full_hu[start:stop])):
                 index = start + offset
+                body_rmse = body_rmse_hu(pred, ref)
                 for protocol in settings.protocols:
-                    scores = {**compute_metrics(pred, ref, protocol), "rmse_body_hu": body_rmse_hu(pred, ref)}
+                    scores = {**compute_metrics(pred, ref, protocol), "rmse_body_hu": body_rmse}
                     chunk_rows.append({
                         "case": case.name, "patient": case.patient, "slice": index,
                         "position_mm": round(float(case.positions_mm[index]), 3), "method": name,

@@ -32,14 +32,14 @@ def build_validation_set(slices: list[CTSlice], config: ValidationConfig) -> Val
     if len(slices) > config.max_slices:
         picks = np.linspace(0, len(slices) - 1, config.max_slices).round().astype(int)
         slices = [slices[i] for i in picks]
-    clean = tuple(s.hu[_centre(s.hu.shape, config.crop)] for s in slices)
+    windows = [_centre(s.hu.shape, config.crop) for s in slices]
+    clean = tuple(s.hu[window] for s, window in zip(slices, windows))
     noisy: dict[str, tuple[torch.Tensor, ...]] = {}
     for level_index, level in enumerate(config.levels):
         inputs = []
-        for index, ct_slice in enumerate(slices):
+        for index, (ct_slice, window) in enumerate(zip(slices, windows)):
             rng = np.random.default_rng([config.seed, level_index, index])
             noisy_hu = simulate_slice(ct_slice, level, rng) if level.uses_physics else None
-            window = _centre(ct_slice.hu.shape, config.crop)
             clean_unit = hu_to_unit(torch.from_numpy(clean[index]))
             inputs.append(noisy_unit(clean_unit, None if noisy_hu is None else noisy_hu[window], level, rng).float())
         noisy[level.label] = tuple(inputs)
