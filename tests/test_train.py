@@ -303,3 +303,26 @@ def test_two_torchrun_processes_train_together_on_cpu(data_root: Path, tmp_path:
     assert len(start) == 1 and start[0]["world_size"] == 2  # only rank 0 writes
     assert [r["iteration"] for r in log_events(run, "train")] == [1, 2, 3, 4]
     assert load_checkpoint(run / MODEL_DIR) is not None
+
+
+def test_init_model_starts_from_that_models_weights_and_keeps_its_encoder_record(data_root: Path, tmp_path: Path) -> None:
+    first = train(train_config_from_dict(tiny_recipe(data_root, iterations=3)), tmp_path / "first", progress=False)
+    start = load_checkpoint(first.model_dir).state_dict()
+    recipe = tiny_recipe(data_root, iterations=1, init_model=str(first.model_dir), optim={"lr": 1.0e-9, "lr_min": 0.0})
+    tuned = load_checkpoint(train(train_config_from_dict(recipe), tmp_path / "tuned", progress=False).model_dir)
+    fresh_run = tiny_recipe(data_root, iterations=1, optim={"lr": 1.0e-9, "lr_min": 0.0})
+    fresh = load_checkpoint(train(train_config_from_dict(fresh_run), tmp_path / "fresh", progress=False).model_dir)
+    weights = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
+    assert max((tuned.state_dict()[k] - start[k]).abs().max().item() for k in weights) < 1e-6
+    assert max((fresh.state_dict()[k] - start[k]).abs().max().item() for k in weights) > 1e-3  # same seed, 3 steps apart
+    record = json.loads((tmp_path / "tuned" / MODEL_DIR / "config.json").read_text())["training_summary"]["encoder_weights"]
+    assert record["kind"] == "init_model" and record["init_model_encoder_weights"]["kind"] == "random"
+    sha = json.loads((first.model_dir / "config.json").read_text())["tensors"]["sha256"]
+    assert record["init_model_tensors_sha256"] == sha
+
+
+def test_init_model_with_another_architecture_is_refused(data_root: Path, tmp_path: Path) -> None:
+    first = train(train_config_from_dict(tiny_recipe(data_root, iterations=1)), tmp_path / "first", progress=False)
+    recipe = tiny_recipe(data_root, init_model=str(first.model_dir), model={"feature_aug_level": 0.0})
+    with pytest.raises(ConfigError, match="init_model"):
+        train(train_config_from_dict(recipe), tmp_path / "tuned", progress=False)

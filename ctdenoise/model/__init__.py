@@ -5,7 +5,7 @@
 ``save_checkpoint`` / ``load_checkpoint`` (safetensors + JSON, never pickle) and ``count_parameters``.
 """
 
-from ctdenoise.model.checkpoint import export_half, load_checkpoint, save_checkpoint
+from ctdenoise.model.checkpoint import export_half, load_checkpoint, read_checkpoint_config, save_checkpoint
 from ctdenoise.model.config import SUPPORTED_ENCODERS, ModelConfig
 from ctdenoise.model.denoiser import CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, default_cache_dir, encoder_weights_sha256, resolve_clip_weights
@@ -20,6 +20,7 @@ __all__ = [
     "encoder_weights_sha256",
     "export_half",
     "load_checkpoint",
+    "read_checkpoint_config",
     "resolve_clip_weights",
     "save_checkpoint",
 ]

@@ -106,8 +106,16 @@ def export_half(source: Path, target: Path) -> Path:
         for tensor in model.encoder.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
-    summary = _read_config(_checkpoint_directory(Path(source)) / CONFIG_FILE).get("training_summary", {})
+    summary = read_checkpoint_config(Path(source)).get("training_summary", {})
     return save_checkpoint(model, target, training_summary=summary, include_encoder=True, half=True)
+
+
+def read_checkpoint_config(directory: Path) -> dict[str, Any]:
+    """The JSON config of a checkpoint folder (or of its ``model.safetensors``): architecture, tensors, training summary.
+
+    CheckpointError if it is missing, unreadable or not a ctdenoise checkpoint config.
+    """
+    return _read_config(_checkpoint_directory(Path(directory)) / CONFIG_FILE)
 
 
 def load_checkpoint(

@@ -201,7 +201,10 @@ class TrainConfig:
     same pairs by the same loop; ``model`` and ``encoder_weights`` do not apply to it.
     ``encoder_weights``: ``openai`` (CLIP weights found by :func:`ctdenoise.model.resolve_clip_weights`:
     user cache, else download), a path to a CLIP weight file, or ``random`` (the encoder keeps its
-    random initialisation from ``seed``; recorded as such in the checkpoint). ``batch_size`` is the
+    random initialisation from ``seed``; recorded as such in the checkpoint). ``init_model``: a model folder
+    (safetensors + JSON, e.g. an earlier run's ``best_model`` or the shipped default) whose weights, encoder
+    and decoder, start the run instead (fine-tuning); its architecture must equal ``model``, the optimizer and
+    learning-rate schedule start fresh, and ``encoder_weights`` is then not used. ``batch_size`` is the
     global batch: with torchrun each of N processes draws ``batch_size / N`` crops. ``precision``: ``bf16``
     runs the forward pass under bfloat16 autocast (the loss, weights and optimizer stay fp32). ``num_threads``:
     CPU threads per process (None: torch's default).
@@ -211,6 +214,7 @@ class TrainConfig:
     architecture: Literal["clipdenoiser", "redcnn"] = "clipdenoiser"
     model: ModelConfig = ModelConfig()
     encoder_weights: str = OPENAI_WEIGHTS
+    init_model: str | None = None
     noise: NoiseConfig = NoiseConfig()
     optim: OptimConfig = OptimConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -235,6 +239,11 @@ class TrainConfig:
         _require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
         _require(self.log_every >= 1, "log_every", "must be >= 1")
         _require(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or null")
+        _require(
+            self.init_model is None or self.architecture == "clipdenoiser",
+            "init_model",
+            "applies to the clipdenoiser architecture only",
+        )
         _require(
             self.validation.every == 0 or bool(self.data.validation),
             "data.validation",

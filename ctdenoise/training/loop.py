@@ -34,7 +34,7 @@ from tqdm import tqdm
 import ctdenoise
 from ctdenoise.errors import ConfigError, OutputError
 from ctdenoise.evaluate.baselines.redcnn import REDCNN
-from ctdenoise.model import CLIPDenoiser, count_parameters, encoder_weights_sha256, resolve_clip_weights
+from ctdenoise.model import CLIPDenoiser, count_parameters, encoder_weights_sha256, load_checkpoint, read_checkpoint_config, resolve_clip_weights
 from ctdenoise.training import distributed
 from ctdenoise.training.config import OPENAI_WEIGHTS, RANDOM_WEIGHTS, TrainConfig, train_config_from_dict
 from ctdenoise.training.data import load_slices, slices_at_least, split_series
@@ -216,7 +216,9 @@ class _Run:
         if config.architecture == "redcnn":
             return REDCNN().to(self.runtime.device).train(), {"kind": "none (RED-CNN has no encoder)", "init_seed": config.seed}
         model = CLIPDenoiser(config.model)
-        if config.encoder_weights == RANDOM_WEIGHTS:
+        if config.init_model is not None:
+            record = self._start_from_model(model, Path(config.init_model))
+        elif config.encoder_weights == RANDOM_WEIGHTS:
             record = {"kind": "random", "init_seed": config.seed, "init_torch": torch.__version__}
         else:
             weights = resolve_clip_weights(
@@ -229,6 +231,29 @@ class _Run:
         )
         record["trained"] = config.model.train_encoder
         return model.to(self.runtime.device).train(), record
+
+    def _start_from_model(self, model: CLIPDenoiser, directory: Path) -> dict[str, Any]:
+        """Copy every weight of the model folder ``directory`` into ``model``; the record says where they came from.
+
+        The encoder's provenance (random initialisation or the CLIP weights it started from) is carried over,
+        so a fine-tuned model is labelled as its starting model was. ConfigError if the architectures differ.
+        """
+        start = load_checkpoint(directory)
+        if start.config != model.config:
+            raise ConfigError(
+                "init_model",
+                f"{directory} has architecture {start.config.to_dict()}, but the recipe's model is {model.config.to_dict()}",
+            )
+        model.load_state_dict(start.state_dict())
+        model.encoder_weights_sha256 = start.encoder_weights_sha256
+        model.encoder_weights_origin = start.encoder_weights_origin
+        started_from = read_checkpoint_config(directory)
+        return {
+            "kind": "init_model",
+            "init_model": str(directory),
+            "init_model_tensors_sha256": started_from["tensors"]["sha256"],
+            "init_model_encoder_weights": started_from.get("training_summary", {}).get("encoder_weights"),
+        }
 
     def _check_output(self, resume: bool) -> Path | None:
         """The checkpoint to resume from (None for a fresh run); refuses to overwrite or mix runs."""
