@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from ctdenoise.accelerate import cpu_flags, cpu_has_native_bf16
-from ctdenoise.model import CLIPDenoiser, ModelConfig
+from ctdenoise.model import CLIPDenoiser, ModelConfig, save_checkpoint
 from ctdenoise.model.config import encoder_spec
 from ctdenoise.model.encoder import make_stage
 from ctdenoise.registry import available_models, load_model
@@ -49,6 +50,7 @@ def environment(device: torch.device) -> dict[str, object]:
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)),
         "cpu_bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"}),
         "cpu_native_bf16": cpu_has_native_bf16(flags),
         "torch_threads": torch.get_num_threads(),
@@ -71,6 +73,33 @@ def load_benchmark_model(spec: str) -> tuple[nn.Module, str]:
         torch.manual_seed(0)
         return CLIPDenoiser(ModelConfig()).eval(), "random-weight RN50 CLIPDenoiser"
     return load_model(spec), spec
+
+
+def cli_model_argument(spec: str, model: nn.Module, folder: Path) -> str:
+    """What ``ctdenoise denoise --model`` gets for the model :func:`load_benchmark_model` returned as
+    ``(model, spec)``: an installed model's name or a checkpoint folder as given, else (random weights)
+    the model saved as a checkpoint under ``folder``."""
+    if spec in available_models() or Path(spec).is_dir():
+        return spec
+    return str(save_checkpoint(model, folder))
+
+
+def ctdenoise_command() -> list[str]:
+    """The command a user types: the ``ctdenoise`` entry point installed next to this interpreter, else
+    ``python -m ctdenoise``."""
+    script = Path(sys.executable).with_name("ctdenoise")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "ctdenoise"]
+
+
+def run_cli_cold(arguments: list[str]) -> float:
+    """Wall seconds of ``ctdenoise ARGUMENTS`` in a new process, as a user runs it (interpreter start,
+    imports, model loading and preparation included); SystemExit with its output if it fails."""
+    start = time.perf_counter()
+    done = subprocess.run([*ctdenoise_command(), *arguments], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"ctdenoise {' '.join(arguments)} exited with {done.returncode}:\n{done.stderr[-2000:]}")
+    return seconds
 
 
 class ReferenceForward(nn.Module):
