@@ -9,14 +9,16 @@ of slices: a 512x512x600 series is processed in ``ceil(600 / batch_size)`` indep
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ctdenoise.accelerate import InferenceModel, prepare_model
-from ctdenoise.errors import ConfigError
+from ctdenoise.errors import ConfigError, InputError
+from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.strength_table import StrengthTable
 from ctdenoise.transfer import BatchTransfer
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 
@@ -49,7 +51,9 @@ class InferenceSettings:
     ``cuda_graphs`` (CUDA devices only) captures the forward pass once and replays it for every batch;
     ``backend="onnxruntime"`` runs the model in fp32 on the CPU with ONNX Runtime (the optional extra
     ``ctdenoise[onnx]``), whatever ``device="auto"`` would pick. ``strength`` blends the model's output
-    with its input in HU (:func:`blend_strength`; 0 = input unchanged, 1 = model output).
+    with its input in HU (:func:`blend_strength`; 0 = input unchanged, 1 = model output), or is a
+    :class:`~ctdenoise.strength_table.StrengthTable` (strength "auto"): each series' strength is then read from
+    the table at the series' estimated noise (:func:`resolve_strength`).
     """
 
     device: str = "auto"
@@ -58,12 +62,15 @@ class InferenceSettings:
     compile: bool = False
     cuda_graphs: bool = False
     backend: str = "torch"
-    strength: float = DEFAULT_STRENGTH
+    strength: float | StrengthTable = DEFAULT_STRENGTH
 
     def __post_init__(self) -> None:
-        if not isinstance(self.strength, (int, float)) or not 0.0 <= float(self.strength) <= 1.0:
+        if not isinstance(self.strength, StrengthTable) and (
+            not isinstance(self.strength, (int, float)) or not 0.0 <= float(self.strength) <= 1.0
+        ):
             raise ConfigError(
-                "strength", f"must be a number from 0 to 1 (0 = input unchanged, 1 = model output), got {self.strength!r}"
+                "strength", f"must be a number from 0 to 1 (0 = input unchanged, 1 = model output) or a model's "
+                f"strength table (strength 'auto'), got {self.strength!r}"
             )
         if self.device.split(":")[0] not in DEVICE_CHOICES:
             raise ConfigError("device", f"{self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
@@ -98,6 +105,24 @@ def blend_strength(noisy: torch.Tensor, denoised: torch.Tensor, strength: float)
     return torch.lerp(noisy, denoised.to(noisy.dtype), float(strength))
 
 
+def resolve_strength(
+    settings: InferenceSettings, hu: np.ndarray, noise_hu: float | None = None
+) -> InferenceSettings:
+    """``settings`` with a numeric strength for the series ``hu`` (slices, rows, cols): unchanged when its
+    strength is a number; for a strength table, the table's strength at the series' estimated noise
+    (``noise_hu`` when the caller already has :func:`~ctdenoise.noise_estimate.estimate_noise_hu` of ``hu``,
+    else estimated here). A series whose noise cannot be estimated (too little soft tissue) raises
+    :class:`InputError` asking for a numeric strength."""
+    table = settings.strength
+    if not isinstance(table, StrengthTable):
+        return settings
+    noise = estimate_noise_hu(hu) if noise_hu is None else noise_hu
+    if noise is None:
+        raise InputError(None, "strength 'auto': the noise of this series cannot be estimated (too little soft "
+                         "tissue, or slices smaller than 16x16); give a numeric strength from 0 to 1")
+    return replace(settings, strength=round(table.strength_for(noise), 3))
+
+
 def denoise_hu(
     model: torch.nn.Module,
     hu: np.ndarray,
@@ -114,7 +139,8 @@ def denoise_hu(
     given device and precision. ``progress`` (if given) is called with the number of slices finished
     after each batch, once those slices are in the output array (slices ``0 .. total-1`` are then final).
     The output is the blend of input and model output that ``settings.strength`` asks for
-    (:func:`blend_strength`); at strength 0 the model is not run and the output equals the input.
+    (:func:`blend_strength`; a strength table is applied to the whole array as one series,
+    :func:`resolve_strength`); at strength 0 the model is not run and the output equals the input.
     """
     array = np.asarray(hu, dtype=np.float32)
     if array.ndim == 2:
@@ -123,6 +149,7 @@ def denoise_hu(
         raise ValueError(f"expected a (slices, rows, cols) HU array, got shape {array.shape}")
     if out is not None and (out.shape != array.shape or out.dtype != np.float32):
         raise ValueError(f"out must be a float32 array of shape {array.shape}, got {out.dtype} {out.shape}")
+    settings = resolve_strength(settings, array)
     if settings.strength == 0:
         output = np.empty_like(array) if out is None else out
         output[...] = array

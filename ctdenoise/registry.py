@@ -53,11 +53,14 @@ def load_model(
 
     ``clip_weights`` is a CLIP weight file for checkpoints that reference their encoder by sha256
     instead of carrying it (else the user cache / download is tried). Loading never unpickles:
-    checkpoints are safetensors plus JSON, verified by hash.
+    checkpoints are safetensors plus JSON, verified by hash. The model's ``model_dir`` attribute is the
+    folder it was loaded from.
     """
     from ctdenoise.model import load_checkpoint
 
-    model = load_checkpoint(resolve_model_dir(spec), encoder_weights=clip_weights, map_location=map_location)
+    directory = resolve_model_dir(spec)
+    model = load_checkpoint(directory, encoder_weights=clip_weights, map_location=map_location)
+    model.model_dir = directory  # where its strength table is looked up (strength "auto")
     return model.eval()
 
 
@@ -72,11 +75,17 @@ def model_label(spec: str | Path | None = None) -> str:
     of its ``model.safetensors`` as recorded in its ``config.json``, e.g. ``default@0e811f2a5ab0``."""
     directory = resolve_model_dir(spec)
     name = DEFAULT_MODEL_NAME if spec is None else Path(str(spec)).name
+    return f"{name}@{recorded_tensors_sha256(directory)[:12]}"
+
+
+def recorded_tensors_sha256(directory: Path) -> str:
+    """The sha256 of ``model.safetensors`` that the model folder ``directory``'s ``config.json`` records (which
+    loading verifies); :class:`ModelError` naming the file when it cannot be read."""
+    config = directory / "config.json"
     try:
-        digest = json.loads((directory / "config.json").read_text(encoding="utf-8"))["tensors"]["sha256"]
+        return str(json.loads(config.read_text(encoding="utf-8"))["tensors"]["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelError(f"{directory / 'config.json'}: cannot read the model's recorded sha256 ({error})") from None
-    return f"{name}@{str(digest)[:12]}"
+        raise ModelError(f"{config}: cannot read the model's recorded sha256 ({error})") from None
 
 
 def encoder_provenance(model: object) -> str:

@@ -7,7 +7,9 @@
   channel-first HU volume along ``spatial_dim`` and return HU; the MetaTensor meta (affine, file
   name) is kept, so ``SaveImaged`` writes the result in the input's geometry. ``strength`` (0..1, default
   :data:`ctdenoise.inference.DEFAULT_STRENGTH`) blends the model output with the input in HU, exactly as
-  ``ctdenoise denoise --strength`` does (:func:`ctdenoise.inference.blend_strength`).
+  ``ctdenoise denoise --strength`` does (:func:`ctdenoise.inference.blend_strength`); ``"auto"`` sets it per
+  volume from the volume's estimated noise with the model folder's strength table
+  (:mod:`ctdenoise.strength_table`).
 
 Axis convention: ``LoadImage`` returns arrays indexed (x, y, z) for NIfTI, NRRD and DICOM, so after
 ``EnsureChannelFirst`` an axial slice is ``img[:, :, :, k]`` and ``spatial_dim=2`` (the default)
@@ -29,6 +31,7 @@ from monai.utils import TransformBackends, convert_to_tensor
 
 from ctdenoise.inference import DEFAULT_STRENGTH, InferenceSettings, denoise_hu, prepare_for_settings
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.strength_table import StrengthTable, strength_setting
 
 __all__ = ["HUToModelRange", "HUToModelRanged", "DenoiseSlices", "DenoiseSlicesd"]
 
@@ -84,8 +87,11 @@ class DenoiseSlices(Transform):
     :class:`ctdenoise.model.CLIPDenoiser`); ``spatial_dim`` (0, 1 or 2) is the spatial axis the
     slices are taken across (2 = axial for volumes from ``LoadImage``). A 2D image (1, X, Y) is
     denoised as one slice. ``strength`` in [0, 1] replaces ``settings.strength``: the output is
-    ``input + strength * (model output - input)`` in HU (ConfigError outside [0, 1]). Returns float32 HU
-    with the input's shape and meta data.
+    ``input + strength * (model output - input)`` in HU (ConfigError outside [0, 1]); ``"auto"`` (or a
+    :class:`~ctdenoise.strength_table.StrengthTable`) takes each volume's strength from the table at the
+    volume's estimated noise, the table being ``strength.json`` in the folder ``model`` was loaded from
+    (:func:`ctdenoise.registry.load_model`; ModelError when there is none). Returns float32 HU with the
+    input's shape and meta data.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -95,11 +101,11 @@ class DenoiseSlices(Transform):
         model: torch.nn.Module,
         spatial_dim: int = 2,
         settings: InferenceSettings = InferenceSettings(),
-        strength: float = DEFAULT_STRENGTH,
+        strength: float | str | StrengthTable = DEFAULT_STRENGTH,
     ) -> None:
         if spatial_dim not in (0, 1, 2):
             raise ValueError(f"spatial_dim must be 0, 1 or 2, got {spatial_dim}")
-        self.settings = replace(settings, strength=strength)
+        self.settings = replace(settings, strength=strength_setting(strength, getattr(model, "model_dir", None)))
         self.model = prepare_for_settings(model, self.settings)  # fold/convert once, not on every call
         self.spatial_dim = spatial_dim
 
@@ -131,7 +137,7 @@ class DenoiseSlicesd(MapTransform):
         spatial_dim: int = 2,
         settings: InferenceSettings = InferenceSettings(),
         allow_missing_keys: bool = False,
-        strength: float = DEFAULT_STRENGTH,
+        strength: float | str | StrengthTable = DEFAULT_STRENGTH,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.denoiser = DenoiseSlices(model, spatial_dim=spatial_dim, settings=settings, strength=strength)

@@ -59,14 +59,16 @@ Data (one of):
 """
 
 
-def _variant(text: str) -> tuple[str, str, float | None]:
-    """``NAME=MODEL`` or ``NAME=MODEL@S`` -> (name, model, strength or None)."""
+def _variant(text: str) -> tuple[str, str, float | str | None]:
+    """``NAME=MODEL``, ``NAME=MODEL@S`` or ``NAME=MODEL@auto`` -> (name, model, strength, "auto" or None)."""
     name, sep, rest = text.partition("=")
     if not sep or not name or not rest:
         raise argparse.ArgumentTypeError(f"expected NAME=MODEL or NAME=MODEL@STRENGTH, got {text!r}")
     model, at, strength = rest.rpartition("@") if "@" in rest else (rest, "", "")
     if not at:
         return name, model, None
+    if strength == "auto":
+        return name, model, strength
     try:
         return name, model, float(strength)
     except ValueError:
@@ -94,7 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     methods.add_argument("--model-name", default="clipdenoiser", help="label of --model in the reports")
     methods.add_argument("--variant", dest="variants", action="append", type=_variant, default=[], metavar="NAME=MODEL[@S]",
                          help="another CLIPDenoiser to compare, labelled NAME: a shipped model name or checkpoint folder, "
-                         "optionally at strength S (0..1); repeatable")
+                         "optionally at strength S (0..1) or @auto (each stack's strength from the model's "
+                         "strength table at its estimated noise); repeatable")
     methods.add_argument("--redcnn", type=Path, metavar="DIR", help="RED-CNN checkpoint folder (supervised baseline)")
     methods.add_argument("--baselines", type=_names, default=("input", "nlm"),
                          help="classical methods: input,nlm[,bm3d]; nlm-sigma, bm3d-sigma: given the true noise level (default: input,nlm)")

@@ -167,21 +167,27 @@ def _checkpoint_record(directory: Path) -> dict[str, Any]:
 
 def clip_model_method(
     spec: str | Path, name: str = "clipdenoiser", device: str = "auto", batch_size: int | None = None,
-    strength: float | None = None,
+    strength: float | str | None = None,
 ) -> Method:
     """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), run by :func:`denoise_hu`
-    at ``strength`` (None: the default strength of :class:`~ctdenoise.inference.InferenceSettings`)."""
+    at ``strength`` (None: the default strength of :class:`~ctdenoise.inference.InferenceSettings`; ``"auto"``:
+    each stack's strength from the model folder's strength table at the stack's estimated noise)."""
     from ctdenoise.inference import InferenceSettings, denoise_hu
     from ctdenoise.registry import load_model, resolve_model_dir
+    from ctdenoise.strength_table import StrengthTable, strength_setting
 
     directory = resolve_model_dir(spec)
     model = load_model(spec)
     settings = InferenceSettings(device=device, batch_size=batch_size)
     if strength is not None:
-        settings = replace(settings, strength=strength)
+        settings = replace(settings, strength=strength_setting(strength, directory))
+    table = settings.strength if isinstance(settings.strength, StrengthTable) else None
     record = {**_checkpoint_record(directory), "encoder": json.loads((directory / "config.json").read_text())["encoder"],
-              "strength": settings.strength}
-    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {settings.strength:g}",
+              "strength": "auto" if table else settings.strength}
+    if table:
+        record["strength_table"] = {"file": table.source, "points": [list(p) for p in table.points]}
+    shown = "auto (strength table)" if table else f"{settings.strength:g}"
+    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {shown}",
                   lambda hu: denoise_hu(model, hu, settings), record)
 
 
