@@ -20,6 +20,7 @@ from ctdenoise.io.dicom_headers import (
 )
 from ctdenoise.io.dicom_pixels import PADDING_HU, decode_stored, padding_mask, to_hu
 from ctdenoise.io.geometry import Plane, plane_from_values, stack_planes
+from ctdenoise.io.pool import map_files
 from ctdenoise.io.volume import Volume
 
 DEFAULT_SLICE_SPACING_MM = 1.0
@@ -44,13 +45,33 @@ def _apply_padding(hu: np.ndarray, mask: np.ndarray | None) -> None:
         hu[mask] = PADDING_HU
 
 
-def read_classic_series(paths: Sequence[Path], source_path: Path, *, max_voxels: int) -> Volume:
+def _read_header(path: Path) -> Dataset:
+    return read_dicom(path, header_only=True)
+
+
+def _decode_slice(path: Path) -> tuple[np.ndarray, np.ndarray | None, Dataset]:
+    """One classic slice: its HU (float32), its padding mask (or None) and its dataset without pixel data."""
+    ds = read_dicom(path, header_only=False)
+    stored = decode_stored(ds, path)[0]
+    hu = to_hu(stored, *_rescale(ds, path))
+    mask = padding_mask(ds, stored)
+    del ds.PixelData
+    return hu, mask, ds
+
+
+def read_classic_series(
+    paths: Sequence[Path], source_path: Path, *, max_voxels: int, workers: int | None = None
+) -> Volume:
     """Read single-frame CT files of one series, sorted along the slice normal, into a Volume.
 
     All headers are checked (CT, decodable, same series, same size, regular geometry, total size
     under ``max_voxels``) before any pixel data is read. Pixel data is dropped from the kept datasets.
+
+    Files are parsed and decoded by ``workers`` processes (:func:`ctdenoise.io.pool.map_files`; None:
+    one per available core, 1: in this thread); the Volume, the errors and the warnings are the same
+    for every ``workers``, and at most two slices per worker are held beyond the Volume's own arrays.
     """
-    headers = [read_dicom(p, header_only=True) for p in paths]
+    headers = list(map_files(_read_header, paths, count=len(paths), workers=workers))
     for ds, path in zip(headers, paths):
         check_header(ds, path)
         if is_enhanced_ct(ds):
@@ -74,15 +95,11 @@ def read_classic_series(paths: Sequence[Path], source_path: Path, *, max_voxels:
     hu = np.empty((len(paths), rows, cols), dtype=np.float32)
     mask = np.zeros(hu.shape, dtype=bool)
     datasets: list[Dataset] = []
-    for k, index in enumerate(order):
-        path = paths[index]
-        ds = read_dicom(path, header_only=False)
-        stored = decode_stored(ds, path)[0]
-        hu[k] = to_hu(stored, *_rescale(ds, path))
-        slice_mask = padding_mask(ds, stored)
+    decoded = map_files(_decode_slice, [paths[index] for index in order], count=len(order), workers=workers)
+    for k, (slice_hu, slice_mask, ds) in enumerate(decoded):
+        hu[k] = slice_hu
         if slice_mask is not None:
             mask[k] = slice_mask
-        del ds.PixelData
         datasets.append(ds)
     _apply_padding(hu, mask)
     return Volume(

@@ -46,6 +46,7 @@ from ctdenoise.errors import OutputError
 from ctdenoise.io.atomic import atomic_write_dir, refuse_inputs
 from ctdenoise.io.dicom_pixels import to_stored
 from ctdenoise.io.dicom_read import enhanced_frame_order, enhanced_frame_rescale
+from ctdenoise.io.pool import map_files
 from ctdenoise.io.volume import Volume
 
 SERIES_NUMBER_BLOCK = 100_000
@@ -174,14 +175,18 @@ def derivation_time(source: Dataset) -> datetime:
     return datetime.now(zone) if zone is not None else datetime.now()
 
 
+def _object_uid(source: Dataset, derived_uid: Callable[[str], str] | None) -> str:
+    """The SOPInstanceUID of the object derived from ``source``: ``derived_uid``'s, else a new one."""
+    return derived_uid(str(source.SOPInstanceUID)) if derived_uid is not None else new_uid()
+
+
 def _common_header(source: Dataset, *, series_uid: str, series_number: int, description_suffix: str,
-                   created: datetime, derived_uid: Callable[[str], str] | None = None) -> Dataset:
+                   created: datetime, instance_uid: str) -> Dataset:
     ds = copy.deepcopy(source)
     for keyword in _NEW_KEYWORDS:  # set afresh, with the dictionary VR (a damaged source may carry another VR)
         if keyword in ds:
             delattr(ds, keyword)
-    uid = derived_uid(str(source.SOPInstanceUID)) if derived_uid is not None else new_uid()
-    ds.SOPInstanceUID = uid
+    ds.SOPInstanceUID = instance_uid
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
     ds.SeriesDescription = _series_description(source, description_suffix)
@@ -195,7 +200,7 @@ def _common_header(source: Dataset, *, series_uid: str, series_number: int, desc
             delattr(ds, keyword)
     meta = FileMetaDataset(copy.deepcopy(getattr(source, "file_meta", FileMetaDataset())))
     meta.MediaStorageSOPClassUID = source.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = uid
+    meta.MediaStorageSOPInstanceUID = instance_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
@@ -234,14 +239,25 @@ def _classic_dataset(source: Dataset, hu_slice: np.ndarray, padding: np.ndarray 
     return ds
 
 
-def _classic_datasets(
-    volume: Volume, hu: np.ndarray, header: dict[str, object], wait_for: Callable[[int], None]
-) -> Iterator[Dataset]:
-    """The derived slice datasets in slice order, slice ``k`` built only once ``wait_for(k)`` returned."""
+_SliceTask = tuple[Dataset, np.ndarray, "np.ndarray | None", dict[str, object], Path]
+
+
+def _write_classic_slice(task: _SliceTask) -> None:
+    """Build one derived slice (source dataset, HU slice, padding mask, header values) and save it to its path."""
+    source, hu_slice, padding, header, path = task
+    _classic_dataset(source, hu_slice, padding, **header).save_as(path, enforce_file_format=True)
+
+
+def _classic_slice_tasks(
+    volume: Volume, hu: np.ndarray, header: dict[str, object], derived_uid: Callable[[str], str] | None,
+    wait_for: Callable[[int], None], paths: list[Path],
+) -> Iterator[_SliceTask]:
+    """The write task of each derived slice in slice order, slice ``k``'s made only once ``wait_for(k)`` returned."""
     masks = volume.padding_mask
     for k, source in enumerate(volume.dicom_datasets):
         wait_for(k)
-        yield _classic_dataset(source, hu[k], None if masks is None else masks[k], **dict(header))
+        slice_header = dict(header, instance_uid=_object_uid(source, derived_uid))
+        yield source, hu[k], None if masks is None else masks[k], slice_header, paths[k]
 
 
 def _enhanced_dataset(source: Dataset, volume: Volume, hu: np.ndarray, **header) -> Dataset:
@@ -363,6 +379,7 @@ def write_derived_dicom(
     slice_ready: Callable[[int], None] | None = None,
     derived_uid: Callable[[str], str] | None = None,
     compression: str = "none",
+    workers: int | None = None,
 ) -> list[Path]:
     """Write ``hu`` as a derived DICOM series of ``volume``'s source into the folder ``out_dir``.
 
@@ -383,6 +400,11 @@ def write_derived_dicom(
     :data:`COMPRESSION_SYNTAXES`: none, rle, jpeg-ls, jpeg2000) encodes the pixels losslessly with
     pydicom's encoders; OutputError, before anything is written, when the encoder's plugin is missing or
     cannot encode the source's pixel layout.
+
+    Classic slices are built, encoded and saved by ``workers`` processes (:func:`ctdenoise.io.pool.map_files`;
+    None: one per available core, 1: in this thread), slice ``k`` handed to them as soon as
+    ``slice_ready(k)`` returned and at most two slices per worker at a time; the files are the same
+    bytes for every ``workers`` (given ``derived_uid``; random UIDs differ from run to run anyway).
     """
     out_dir = Path(out_dir)
     if compression not in COMPRESSION_SYNTAXES:
@@ -399,18 +421,17 @@ def write_derived_dicom(
         description_suffix=series_description_suffix,
         created=derivation_time(first),
         derivation_description=derivation_description,
-        derived_uid=derived_uid,
         compression=compression,
     )
     if volume.source_format == "dicom-enhanced":
         wait_for(hu.shape[0] - 1)
-        datasets = iter([_enhanced_dataset(first, volume, hu, **header)])
-        count = 1
-    else:  # one derived slice at a time, so only one slice of stored pixels is in memory
-        datasets = _classic_datasets(volume, hu, header, wait_for)
-        count = len(volume.dicom_datasets)
-    names = [f"IM{k + 1:05d}.dcm" for k in range(count)]
+        enhanced = _enhanced_dataset(first, volume, hu, **header, instance_uid=_object_uid(first, derived_uid))
+        with atomic_write_dir(out_dir, overwrite=overwrite) as staging:
+            enhanced.save_as(staging / "IM00001.dcm", enforce_file_format=True)
+        return [out_dir / "IM00001.dcm"]
+    names = [f"IM{k + 1:05d}.dcm" for k in range(len(volume.dicom_datasets))]
     with atomic_write_dir(out_dir, overwrite=overwrite) as staging:
-        for ds, name in zip(datasets, names):
-            ds.save_as(staging / name, enforce_file_format=True)
+        tasks = _classic_slice_tasks(volume, hu, header, derived_uid, wait_for, [staging / name for name in names])
+        for _ in map_files(_write_classic_slice, tasks, count=len(names), workers=workers):
+            pass
     return [out_dir / name for name in names]

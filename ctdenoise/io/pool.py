@@ -1,0 +1,217 @@
+"""A sized pool of worker processes for per-file DICOM decode and encode, with bounded work in flight.
+
+Processes, not threads: pydicom's parsing and writing are Python code that holds the GIL, and so do the
+installed pixel codecs (pyjpegls, pylibjpeg-openjpeg; measured with ``benchmarks/io_floor.py``, whose
+``gil_probe`` shows a Python thread stalled for the whole of each decode/encode call), so threads would
+run one file at a time. :func:`map_files` runs ``fn`` on each item in worker processes and yields the
+results in item order; at most ``in_flight`` items are pulled from ``items`` and not yet yielded, so
+memory stays bounded, and items are pulled lazily (an item generator may block, e.g. until a slice is
+computed). ``workers=1`` (or one item, or a daemonic process, which may not have children) runs ``fn``
+in the caller's thread exactly as a plain loop would.
+
+What the serial path would show is kept: an error raised in a worker is raised again by the consumer at
+the item where the serial loop would raise it (the first failing item in order; later ones are waited
+for, not reported), with the same type and message; warnings (and pydicom's log records) raised in a
+worker are raised again in the consumer's thread, in item order, where warning filters and
+:mod:`ctdenoise.io.read_warnings` treat them as if raised there.
+
+Pools are started once per process and size, on first use, and reused by every later call.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_all
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+IN_FLIGHT_PER_WORKER = 2
+"""Default bound on items in flight, per worker: one being worked on, one waiting, so no worker idles."""
+
+_LOGGERS = ("pydicom",)
+
+_pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | None) -> int:
+    """The worker count for ``workers``: None gives :func:`available_cores`; ValueError below 1."""
+    if workers is None:
+        return available_cores()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number of at least 1 (or None for one per core), got {workers!r}")
+    return workers
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """fork on Linux: a worker starts at once with the io modules loaded and the main module is not run
+    again (spawn and forkserver import it in each worker, which needs the ``if __name__ == "__main__"``
+    guard in every script that reads a series); spawn elsewhere (fork is unsafe on macOS)."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _init_worker() -> None:
+    """In a new worker: log records go only to the capture (the parent's handlers and filters, copied by
+    fork, would print them a second time or drop them by the forking thread's state)."""
+    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in _LOGGERS]:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for log_filter in list(logger.filters):
+            logger.removeFilter(log_filter)
+    for name in _LOGGERS:
+        logging.getLogger(name).addHandler(_capture)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    key = (os.getpid(), workers)  # a forked child never uses its parent's pool
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker)
+        return pool
+
+
+def _discard(workers: int) -> None:
+    with _pools_lock:
+        pool = _pools.pop((os.getpid(), workers), None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Capture(logging.Handler):
+    """A worker's log records of the current item, made picklable (message text kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args, record.exc_info = record.getMessage(), None, None
+        self.records.append(record)
+
+
+_capture = _Capture()
+
+
+def _module_name(filename: str) -> str | None:
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return None
+
+
+def _portable(exc: Exception) -> Exception | tuple[type, tuple, dict]:
+    """``exc`` itself when pickle can rebuild it, else (class, args, attributes) to rebuild it without
+    ``__init__``: ctdenoise's errors take (path, problem), which pickle's default reconstruction from
+    ``args`` (the message alone) cannot call."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any failure to pickle or unpickle
+        return type(exc), exc.args, dict(vars(exc))
+
+
+def _run(fn: Callable[[T], R], item: T) -> tuple[bool, object, list[tuple], list[logging.LogRecord]]:
+    """In a worker: ``fn(item)`` with its warnings and log records captured; the outcome as picklable data."""
+    _capture.records = []
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        try:
+            outcome: tuple[bool, object] = (True, fn(item))
+        except Exception as exc:  # noqa: BLE001 - raised again in the consumer
+            outcome = (False, _portable(exc))
+    shown = [(str(w.message), w.category, w.filename, w.lineno, _module_name(w.filename)) for w in raised]
+    return outcome[0], outcome[1], shown, _capture.records
+
+
+def _replay(shown: list[tuple], records: list[logging.LogRecord]) -> None:
+    """In the consumer: raise a worker's warnings and handle its log records as if they arose here."""
+    for message, category, filename, lineno, module in shown:
+        registry = vars(sys.modules[module]).setdefault("__warningregistry__", {}) if module in sys.modules else None
+        warnings.warn_explicit(message, category, filename, lineno, module=module, registry=registry)
+    for record in records:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _result(future: Future) -> object:
+    ok, value, shown, records = future.result()
+    _replay(shown, records)
+    if not ok:
+        if isinstance(value, BaseException):
+            raise value
+        cls, args, attributes = value
+        exc = cls.__new__(cls)
+        exc.args = args
+        vars(exc).update(attributes)
+        raise exc
+    return value
+
+
+def map_files(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    count: int,
+    workers: int | None = None,
+    in_flight: int | None = None,
+) -> Iterator[R]:
+    """Yield ``fn(item)`` for each of the ``count`` items of ``items``, in order, computed by worker processes.
+
+    ``fn`` and the items must be picklable (``fn`` a module-level function); ``workers``: see
+    :func:`resolve_workers` (never more than ``count``). At most ``in_flight`` items (default
+    :data:`IN_FLIGHT_PER_WORKER` per worker) have been pulled from ``items`` and not yet yielded.
+    When the consumer stops early or an item fails, items not yet started are cancelled and those
+    running are waited for before the error (or the generator's close) goes on, so no worker is still
+    writing once this returns.
+    """
+    size = min(resolve_workers(workers), max(count, 1))
+    if size <= 1 or multiprocessing.current_process().daemon:
+        for item in items:
+            yield fn(item)
+        return
+    bound = in_flight if in_flight is not None else IN_FLIGHT_PER_WORKER * size
+    if bound < 1:
+        raise ValueError(f"in_flight must be at least 1, got {bound}")
+    pool = _pool(size)
+    pending: deque[Future] = deque()
+    source = iter(items)
+    exhausted = False
+    try:
+        while pending or not exhausted:
+            while pending and pending[0].done():  # finished ones first: an error surfaces at once
+                yield _result(pending.popleft())
+            if not exhausted and len(pending) < bound:
+                try:
+                    pending.append(pool.submit(_run, fn, next(source)))
+                except StopIteration:
+                    exhausted = True
+            elif pending:
+                yield _result(pending.popleft())
+    except BrokenProcessPool:
+        _discard(size)  # a worker died (killed, or crashed in a codec): the next call starts a fresh pool
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
+        wait_all(pending)
