@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark run behind the README's GPU tables, as one script (about 4 minutes on one H200).
+# The GPU benchmark run behind the README's GPU tables, as one script (about 5 minutes on one H200).
 #
 # Usage: bash benchmarks/run_gpu.sh OUTDIR [SLICE_FILE]
 #   OUTDIR      gets the JSON of each benchmark, nvidia-smi's view of the card and one combined log
@@ -32,8 +32,8 @@ step 90 python3 -m pytest -q -p no:cacheprovider tests/test_perf.py tests/test_o
 step 90 python3 benchmarks/accuracy.py "$out/accuracy_cuda.json" --device cuda "${slice_arg[@]}"
 step 150 python3 benchmarks/throughput.py "$out/throughput_cuda.json" --device cuda --batch-sizes 1,2,4,8,16 \
     --repeats 10 --variants reference,eager,fast-fp32,fast-bf16,fast-fp16,graphed-bf16,graphed-fp16
-step 90 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300.json" --device cuda --slices 300 "${slice_arg[@]}"
-step 90 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300_graphs.json" --device cuda --slices 300 \
+step 150 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300.json" --device cuda --slices 300 "${slice_arg[@]}"
+step 150 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300_graphs.json" --device cuda --slices 300 \
     --cuda-graphs "${slice_arg[@]}"
 step 240 python3 benchmarks/throughput.py "$out/throughput_cuda_compiled.json" --device cuda --batch-sizes 16 \
     --repeats 10 --variants reference,fast-fp16,graphed-fp16,compiled-fp16,compiled_graphed-fp16
