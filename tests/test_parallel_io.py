@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import signal
 import time
 import warnings
 from datetime import datetime, timezone
@@ -60,6 +61,11 @@ def test_map_files_keeps_the_order_and_never_holds_more_than_the_bound():
         consumed += 1
     assert results == [-k for k in range(40)]
     assert worst == 3  # reached (the bound is used) and never exceeded
+
+
+def test_workers_leave_ctrl_c_to_the_parent_and_die_on_sigterm():
+    handlers = list(map_files(signal.getsignal, [signal.SIGINT, signal.SIGTERM], count=2, workers=2))
+    assert handlers == [signal.SIG_IGN, signal.SIG_DFL]
 
 
 def test_parallel_read_gives_the_serial_volume(series):

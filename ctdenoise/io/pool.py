@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import warnings
@@ -70,8 +71,13 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _init_worker() -> None:
-    """In a new worker: log records go only to the capture (the parent's handlers and filters, copied by
-    fork, would print them a second time or drop them by the forking thread's state)."""
+    """In a new worker: Ctrl-C is ignored (it reaches the whole process group; the parent decides whether
+    to stop, and a graceful stop waits for the files in flight), SIGTERM has its default
+    action (not the parent's handler, copied by fork), and log records go only to the capture (the parent's
+    handlers and filters, also copied, would print them a second time or drop them by the forking thread's
+    state)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for logger in [logging.getLogger()] + [logging.getLogger(name) for name in _LOGGERS]:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
@@ -179,14 +185,14 @@ def map_files(
     """Yield ``fn(item)`` for each of the ``count`` items of ``items``, in order, computed by worker processes.
 
     ``fn`` and the items must be picklable (``fn`` a module-level function); ``workers``: see
-    :func:`resolve_workers` (never more than ``count``). At most ``in_flight`` items (default
+    :func:`resolve_workers` (one pool per size, whatever ``count``). At most ``in_flight`` items (default
     :data:`IN_FLIGHT_PER_WORKER` per worker) have been pulled from ``items`` and not yet yielded.
     When the consumer stops early or an item fails, items not yet started are cancelled and those
     running are waited for before the error (or the generator's close) goes on, so no worker is still
     writing once this returns.
     """
-    size = min(resolve_workers(workers), max(count, 1))
-    if size <= 1 or multiprocessing.current_process().daemon:
+    size = resolve_workers(workers)
+    if size <= 1 or count <= 1 or multiprocessing.current_process().daemon:
         for item in items:
             yield fn(item)
         return
