@@ -21,7 +21,7 @@ import pydicom
 import torch
 from pydicom.data import get_testdata_file
 
-from common import environment, load_benchmark_model, write_json
+from common import environment, load_benchmark_model, model_fields, write_json
 from ctdenoise.accelerate import prepare_model
 from ctdenoise.inference import resolve_device
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
@@ -73,7 +73,7 @@ def main() -> None:
         print(f"{r['precision']:<10}{r['backend']:>12}{graphs:>7}{r['mean_abs_dhu']:>11.4f}{r['max_abs_dhu']:>10.3f}{r['p99_abs_dhu']:>8.3f}"
               f"{'ok' if r['within_budget'] else 'NO':>8}")
     write_json(args.out, {
-        "benchmark": "accuracy", "model": label, "slice": (args.slice_file or Path(SLICE_FILE)).name,
+        "benchmark": "accuracy", "model": label, **model_fields(label), "slice": (args.slice_file or Path(SLICE_FILE)).name,
         "budget": {"mean_abs_dhu": MEAN_BUDGET_HU, "max_abs_dhu": MAX_BUDGET_HU},
         "reference": "fp32 eager forward of the same weights (BatchNorm unfolded, NCHW)",
         "note": "fp16 on the CPU is emulated (slow); seconds_first_call includes CUDA graph capture and ONNX export",

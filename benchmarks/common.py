@@ -7,6 +7,7 @@ because these machines are shared and timings are only comparable within one run
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -26,7 +27,7 @@ from ctdenoise.accelerate import cpu_flags, cpu_has_native_bf16
 from ctdenoise.model import CLIPDenoiser, ModelConfig, save_checkpoint
 from ctdenoise.model.config import encoder_spec
 from ctdenoise.model.encoder import make_stage
-from ctdenoise.registry import available_models, load_model
+from ctdenoise.registry import available_models, load_model, resolve_model_dir
 
 RSS_SAMPLE_SECONDS = 0.005
 
@@ -73,6 +74,16 @@ def load_benchmark_model(spec: str) -> tuple[nn.Module, str]:
         torch.manual_seed(0)
         return CLIPDenoiser(ModelConfig()).eval(), "random-weight RN50 CLIPDenoiser"
     return load_model(spec), spec
+
+
+def model_fields(spec: str) -> dict[str, object]:
+    """``model_sha256``: the sha256 of the weights file of the model named ``spec`` (an installed model or a
+    checkpoint folder), so results say which version of e.g. the default model they measured; None for
+    random weights."""
+    if spec not in available_models() and not Path(spec).is_dir():
+        return {"model_sha256": None}
+    weights = resolve_model_dir(spec) / "model.safetensors"
+    return {"model_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None}
 
 
 def cli_model_argument(spec: str, model: nn.Module, folder: Path) -> str:

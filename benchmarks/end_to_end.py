@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cli_model_argument, environment, load_benchmark_model, run_cli_cold, write_json
+from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, write_json
 from ctdenoise.cli import main as cli_main
 from ctdenoise.inference import InferenceSettings, denoise_volume, prepare_for_settings, resolve_device
 from ctdenoise.io import find_series, read_volume, write_volume
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in ratios.items():
         print(f"{name:<28}{value:>10.2f}")
     write_json(args.out, {
-        "benchmark": "end_to_end", "model": label, "slices": data.slices, **data_fields(data),
+        "benchmark": "end_to_end", "model": label, **model_fields(label), "slices": data.slices, **data_fields(data),
         "settings": {"device": args.device, "precision": args.precision, "batch_size": args.batch_size,
                      "backend": args.backend, "compile": args.compile, "cuda_graphs": args.cuda_graphs},
         "repeats": args.repeats, "quick": args.quick,

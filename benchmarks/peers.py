@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ReferenceForward, cli_model_argument, environment, load_benchmark_model, run_cli_cold, timed, write_json
+from common import (
+    ReferenceForward, cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, timed, write_json,
+)
 from ctdenoise.evaluate.methods import NLM_SETTINGS, bm3d_available, classical_method
 from ctdenoise.inference import DEFAULT_BATCH_SIZE, InferenceSettings, denoise_hu, prepare_for_settings, resolve_device
 from ctdenoise.intensity import hu_to_unit
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         note = f"  (measured on {r['slices_timed']} slices, extrapolated)" if r["extrapolated"] else ""
         print(f"{r['method']:<20}{r['median_seconds_per_slice']:>10.3f}{r['x_ctdenoise_cli']:>17.2f}{note}")
     write_json(args.out, {
-        "benchmark": "peers", "model": label, "slices": data.slices, **data_fields(data), "repeats": args.repeats,
+        "benchmark": "peers", "model": label, **model_fields(label), "slices": data.slices, **data_fields(data), "repeats": args.repeats,
         "quick": args.quick, "order": list(methods),
         "statistic": "per method: wall seconds of each round / slices timed; median over the rounds; "
                      "x_ctdenoise_cli = that median / ctdenoise_cli's",

