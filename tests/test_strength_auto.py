@@ -140,3 +140,11 @@ def test_cli_auto_records_the_numeric_strength_in_report_and_derivation_descript
 def test_evaluate_variant_takes_auto():
     assert _variant("tuned=default@auto") == ("tuned", "default", "auto")
     assert _variant("half=default@0.5") == ("half", "default", 0.5)
+
+
+def test_shipped_default_model_has_a_strength_table_fitted_for_its_tensors():
+    from ctdenoise.registry import resolve_model_dir
+
+    table = read_strength_table(resolve_model_dir())  # a replaced model needs: scripts/choose_strength.py --write-table
+    strengths = [s for _, s in table.points]
+    assert strengths == sorted(strengths) and 0.0 <= strengths[0] <= strengths[-1] <= 1.0
