@@ -16,6 +16,7 @@ from ctdenoise.inference import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICE
 from ctdenoise.interrupt import stop_on_signals
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, resolve_model_dir
+from ctdenoise.strength_table import AUTO_STRENGTH, strength_setting
 
 log = logging.getLogger("ctdenoise.denoise")
 
@@ -40,11 +41,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    "the CPUs measured (needs pip install 'ctdenoise[onnx]')")
     p.add_argument("--strength", type=strength_value, default=DEFAULT_STRENGTH, metavar="S",
                    help="0..1: how much of the model's change to apply, a linear blend in HU "
-                   "(0 = input unchanged, 1 = model output; default: %(default)s)")
+                   "(0 = input unchanged, 1 = model output; default: %(default)s); 'auto': each series' "
+                   "strength from its estimated noise, by the model's strength table")
 
 
-def strength_value(text: str) -> float:
-    """``--strength``: a number from 0 to 1 (argparse turns the error into a usage error, exit 2)."""
+def strength_value(text: str) -> float | str:
+    """``--strength``: a number from 0 to 1 or ``auto`` (argparse turns the error into a usage error, exit 2)."""
+    if text == AUTO_STRENGTH:
+        return text
     try:
         value = float(text)
     except ValueError:
@@ -58,7 +62,8 @@ def inference_settings(args: argparse.Namespace) -> InferenceSettings:
     """The InferenceSettings of the options :func:`add_model_options` added."""
     return InferenceSettings(
         device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
-        cuda_graphs=args.cuda_graphs, backend=args.backend, strength=args.strength,
+        cuda_graphs=args.cuda_graphs, backend=args.backend,
+        strength=strength_setting(args.strength, resolve_model_dir(args.model) if args.strength == AUTO_STRENGTH else None),
     )
 
 
