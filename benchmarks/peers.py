@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         reference = ReferenceForward(model)
         denoise_hu(runner, hu[:batch], settings)  # warm-up calls, not timed
         reference_over(reference, hu[:batch], batch, device)
-        methods: dict[str, tuple[str, int, Callable[[], object], dict[str, object]]] = {
+        methods: dict[str, tuple[str, int, Callable[[], object] | None, dict[str, object]]] = {
             "ctdenoise_cli": ("ctdenoise denoise in a new process, default settings (read, compute, write)", data.slices,
                               None, {"processes": 1, "torch_threads": torch.get_num_threads()}),
             "ctdenoise_model": (f"ctdenoise's prepared model in process, batch {batch}", data.slices,
