@@ -12,6 +12,10 @@ sees the same machine load:
 
 Medians are reported, with each count's speed-up over 1 worker; the first round's pool start is
 included (a pool is started once per process and size, as in a batch run, where it is reused).
+``read_cpu_s`` and ``write_cpu_s`` are this process's CPU seconds for the same calls (workers' CPU not
+counted): with 1 worker the whole cost, with more the part that stays serial in the parent (handing
+files to the workers and taking the results back), which bounds the speed-up on an idle many-core host
+at ``cpu(1 worker) / cpu(N workers)``. CPU seconds depend far less on other load than wall seconds.
 
 ``gil_probe`` (why processes, not threads): for each codec, one decode and one encode of a slice in a
 second thread while this thread runs a pure-Python loop; ``longest_stall_s`` is the longest gap of that
@@ -46,6 +50,13 @@ def stopwatch(run) -> tuple[object, float]:
     start = time.perf_counter()
     value = run()
     return value, time.perf_counter() - start
+
+
+def cpu_stopwatch(run) -> tuple[object, float, float]:
+    """(value, wall seconds, this process's CPU seconds) of ``run()``."""
+    cpu = time.process_time()
+    value, wall = stopwatch(run)
+    return value, wall, time.process_time() - cpu
 
 
 def write(volume, folder: Path, workers: int, compression: str) -> list[Path]:
@@ -107,14 +118,16 @@ def main(argv: list[str] | None = None) -> None:
             for compression, folder in series.items():
                 for workers in args.workers:
                     (ref,), find_s = stopwatch(lambda: find_series(folder))
-                    volume, read_s = stopwatch(lambda: read_volume(ref, workers=workers))
-                    _, write_s = stopwatch(lambda: write(volume, work / f"out-{compression}-{workers}-{repeat}",
-                                                         workers, compression))
+                    volume, read_s, read_cpu_s = cpu_stopwatch(lambda: read_volume(ref, workers=workers))
+                    _, write_s, write_cpu_s = cpu_stopwatch(
+                        lambda: write(volume, work / f"out-{compression}-{workers}-{repeat}", workers, compression))
                     times = runs.setdefault(compression, {}).setdefault(workers, {})
-                    for name, seconds in (("find_s", find_s), ("read_s", read_s), ("write_s", write_s)):
+                    for name, seconds in (("find_s", find_s), ("read_s", read_s), ("write_s", write_s),
+                                          ("read_cpu_s", read_cpu_s), ("write_cpu_s", write_cpu_s)):
                         times.setdefault(name, []).append(seconds)
                     print(f"round {repeat + 1} {compression:8s} workers {workers}: find {find_s:.2f} s, "
-                          f"read {read_s:.2f} s, write {write_s:.2f} s", flush=True)
+                          f"read {read_s:.2f} s (cpu {read_cpu_s:.2f}), write {write_s:.2f} s (cpu {write_cpu_s:.2f})",
+                          flush=True)
         probe = gil_probe(series)
     results = {}
     for compression, by_workers in runs.items():
@@ -127,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows.values():
             row["read_speedup"] = base["read_s"] / row["read_s"]
             row["write_speedup"] = base["write_s"] / row["write_s"]
+            row["read_speedup_bound"] = base["read_cpu_s"] / row["read_cpu_s"]
+            row["write_speedup_bound"] = base["write_cpu_s"] / row["write_cpu_s"]
         results[compression] = rows
     payload = {
         **environment(torch.device("cpu")),
@@ -140,11 +155,13 @@ def main(argv: list[str] | None = None) -> None:
         "gil_probe": probe,
     }
     write_json(args.out, payload)
-    print(f"{'compression':12s} {'workers':>7s} {'find s':>7s} {'read s':>7s} {'write s':>8s} {'read x':>7s} {'write x':>8s}")
+    print(f"{'compression':12s} {'workers':>7s} {'find s':>7s} {'read s':>7s} {'write s':>8s} {'read x':>7s} "
+          f"{'write x':>8s} {'read cpu':>9s} {'write cpu':>10s}")
     for compression, rows in results.items():
         for workers, row in rows.items():
             print(f"{compression:12s} {workers:>7s} {row['find_s']:7.2f} {row['read_s']:7.2f} {row['write_s']:8.2f} "
-                  f"{row['read_speedup']:7.2f} {row['write_speedup']:8.2f}")
+                  f"{row['read_speedup']:7.2f} {row['write_speedup']:8.2f} {row['read_cpu_s']:9.2f} "
+                  f"{row['write_cpu_s']:10.2f}")
     for name, row in probe.items():
         print(f"gil_probe {name:16s} call {row['call_s'] * 1e3:6.1f} ms, longest stall of another thread "
               f"{row['longest_stall_s'] * 1e3:6.1f} ms ({row['stall_over_call']:.2f} x the call)")

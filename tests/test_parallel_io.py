@@ -73,9 +73,8 @@ def test_parallel_read_gives_the_serial_volume(series):
     parallel = read_volume(series, workers=3)
     assert np.array_equal(serial.hu, parallel.hu)
     assert np.array_equal(serial.affine, parallel.affine) and serial.spacing == parallel.spacing
-    assert (serial.padding_mask is None) == (parallel.padding_mask is None)
-    if serial.padding_mask is not None:
-        assert np.array_equal(serial.padding_mask, parallel.padding_mask)
+    assert serial.padding_mask is not None and serial.padding_mask.any()  # 693_UNCR.dcm has padding
+    assert np.array_equal(serial.padding_mask, parallel.padding_mask)
     assert [ds.filename for ds in serial.dicom_datasets] == [ds.filename for ds in parallel.dicom_datasets]
     assert serial.dicom_datasets == parallel.dicom_datasets and "PixelData" not in parallel.dicom_datasets[0]
 

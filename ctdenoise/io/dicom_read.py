@@ -50,11 +50,13 @@ def _read_header(path: Path) -> Dataset:
 
 
 def _decode_slice(path: Path) -> tuple[np.ndarray, np.ndarray | None, Dataset]:
-    """One classic slice: its HU (float32), its padding mask (or None) and its dataset without pixel data."""
+    """One classic slice: its HU (float32, padding set to PADDING_HU), its padding mask (or None) and its
+    dataset without pixel data."""
     ds = read_dicom(path, header_only=False)
     stored = decode_stored(ds, path)[0]
     hu = to_hu(stored, *_rescale(ds, path))
     mask = padding_mask(ds, stored)
+    _apply_padding(hu, mask)
     del ds.PixelData
     return hu, mask, ds
 
@@ -93,15 +95,16 @@ def read_classic_series(
 
     rows, cols = sizes.pop()
     hu = np.empty((len(paths), rows, cols), dtype=np.float32)
-    mask = np.zeros(hu.shape, dtype=bool)
+    mask: np.ndarray | None = None  # made at the first slice with padding: most series have none
     datasets: list[Dataset] = []
     decoded = map_files(_decode_slice, [paths[index] for index in order], count=len(order), workers=workers)
     for k, (slice_hu, slice_mask, ds) in enumerate(decoded):
         hu[k] = slice_hu
         if slice_mask is not None:
+            if mask is None:
+                mask = np.zeros(hu.shape, dtype=bool)
             mask[k] = slice_mask
         datasets.append(ds)
-    _apply_padding(hu, mask)
     return Volume(
         hu=hu,
         spacing=spacing,
@@ -110,7 +113,7 @@ def read_classic_series(
         source_format="dicom",
         dicom_datasets=datasets,
         description=describe(headers[0], source_path),
-        padding_mask=mask if mask.any() else None,
+        padding_mask=mask,
     )
 
 
