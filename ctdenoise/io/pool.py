@@ -1,9 +1,9 @@
 """A sized pool of worker processes for per-file DICOM decode and encode, with bounded work in flight.
 
 Processes, not threads: pydicom's parsing and writing are Python code that holds the GIL, and so do the
-installed pixel codecs (pyjpegls, pylibjpeg-openjpeg; measured with ``benchmarks/io_floor.py``, whose
-``gil_probe`` shows a Python thread stalled for the whole of each decode/encode call), so threads would
-run one file at a time. :func:`map_files` runs ``fn`` on each item in worker processes and yields the
+installed pixel codecs (pyjpegls, pylibjpeg-openjpeg: ``benchmarks/io_floor.py``'s ``gil_probe`` shows
+another Python thread stalled for the whole of each decode and encode call), so threads would run one
+file at a time. :func:`map_files` runs ``fn`` on each item in worker processes and yields the
 results in item order; at most ``in_flight`` items are pulled from ``items`` and not yet yielded, so
 memory stays bounded, and items are pulled lazily (an item generator may block, e.g. until a slice is
 computed). ``workers=1`` (or one item, or a daemonic process, which may not have children) runs ``fn``
