@@ -148,3 +148,14 @@ def test_shipped_default_model_has_a_strength_table_fitted_for_its_tensors():
     table = read_strength_table(resolve_model_dir())  # a replaced model needs: scripts/choose_strength.py --write-table
     strengths = [s for _, s in table.points]
     assert strengths == sorted(strengths) and 0.0 <= strengths[0] <= strengths[-1] <= 1.0
+
+
+def test_evaluate_method_at_auto_records_the_table_and_blends_at_its_strength(table_checkpoint):
+    from ctdenoise.evaluate.methods import clip_model_method
+
+    method = clip_model_method(table_checkpoint, "auto", device="cpu", strength="auto")
+    assert method.provenance["strength"] == "auto"
+    assert method.provenance["strength_table"]["points"] == [[2.0, 0.1], [30.0, 1.0]]
+    clean = body_series(0.0, slices=1)
+    expected = denoise_hu(load_model(table_checkpoint), clean, replace(CPU, strength=0.1))
+    np.testing.assert_allclose(method.denoise(clean), expected, atol=1e-3)

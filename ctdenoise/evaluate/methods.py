@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,8 @@ import numpy as np
 
 from ctdenoise.errors import ConfigError
 from ctdenoise.intensity import HU_SPAN, hu_to_unit, unit_to_hu
+
+log = logging.getLogger("ctdenoise.evaluate")
 
 #: Classical methods by name; ``bm3d`` only where the package is installed; ``-sigma``: given the true noise level.
 CLASSICAL_METHODS: tuple[str, ...] = ("input", "nlm", "bm3d", "nlm-sigma", "bm3d-sigma")
@@ -171,8 +174,8 @@ def clip_model_method(
 ) -> Method:
     """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), run by :func:`denoise_hu`
     at ``strength`` (None: the default strength of :class:`~ctdenoise.inference.InferenceSettings`; ``"auto"``:
-    each stack's strength from the model folder's strength table at the stack's estimated noise)."""
-    from ctdenoise.inference import InferenceSettings, denoise_hu
+    each stack's strength from the model folder's strength table at the stack's estimated noise, logged)."""
+    from ctdenoise.inference import InferenceSettings, denoise_hu, resolve_strength
     from ctdenoise.registry import load_model, resolve_model_dir
     from ctdenoise.strength_table import StrengthTable, strength_setting
 
@@ -187,8 +190,14 @@ def clip_model_method(
     if table:
         record["strength_table"] = {"file": table.source, "points": [list(p) for p in table.points]}
     shown = "auto (strength table)" if table else f"{settings.strength:g}"
-    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {shown}",
-                  lambda hu: denoise_hu(model, hu, settings), record)
+
+    def denoise(hu: np.ndarray) -> np.ndarray:
+        chosen = resolve_strength(settings, np.asarray(hu, dtype=np.float32))
+        if table:
+            log.info("%s: strength auto chose %g for a stack of %d slice(s)", name, chosen.strength, len(hu))
+        return denoise_hu(model, hu, chosen)
+
+    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {shown}", denoise, record)
 
 
 def redcnn_method(directory: str | Path, name: str = "redcnn", device: str = "auto", batch_size: int = 4) -> Method:
