@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ctdenoise.cli import EXIT_OK, main
-from ctdenoise.interrupt import StopRequested, StopSignals, stop_on_signals
+from ctdenoise.jobs.interrupt import StopRequested, StopSignals, stop_on_signals
 
 CT_SMALL = "CT_small.dcm"
 SLICES = {"p1": 8, "p2": 2, "p3": 2}

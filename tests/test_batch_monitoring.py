@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from ctdenoise.batch import run_batch
+from ctdenoise.jobs.batch import run_batch
 from ctdenoise.cli import EXIT_OK, build_parser, main
 from ctdenoise.registry import load_model
 

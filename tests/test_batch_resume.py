@@ -17,7 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL, main
-from ctdenoise.manifest import MANIFEST_DIR, manifest_path
+from ctdenoise.jobs.manifest import MANIFEST_DIR, manifest_path
 
 CT_SMALL = "CT_small.dcm"
 

@@ -1,4 +1,4 @@
-"""Specification of batch runs sharded across torchrun ranks (ctdenoise.distributed)."""
+"""Specification of batch runs sharded across torchrun ranks (ctdenoise.jobs.sharding)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ctdenoise.batch import BatchJob, BatchReport, SeriesResult
-from ctdenoise.distributed import RankInfo, merge_reports, partial_report_name, shard_jobs
+from ctdenoise.jobs.plan import BatchJob
+from ctdenoise.jobs.report import BatchReport, SeriesResult, merge_reports
+from ctdenoise.jobs.sharding import RankInfo, partial_report_name, shard_jobs
 
 SERIES_COUNT = 5
 

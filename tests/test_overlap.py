@@ -1,4 +1,4 @@
-"""Compute/write overlap within one series (ctdenoise.overlap): the writer only reads finished slices,
+"""Compute/write overlap within one series (ctdenoise.jobs.overlap): the writer only reads finished slices,
 and a failure on either side stops the other and is raised."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ctdenoise.accelerate import InferenceModel
 from ctdenoise.errors import OutputError
 from ctdenoise.inference import InferenceSettings, denoise_hu
 from ctdenoise.io import Volume
-from ctdenoise.overlap import ComputeAborted, SliceGate, denoise_while_writing
+from ctdenoise.jobs.overlap import ComputeAborted, SliceGate, denoise_while_writing
 
 SETTINGS = InferenceSettings(device="cpu", precision="fp32", batch_size=1)
 

@@ -24,7 +24,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from ctdenoise.batch import LOCK_FILE, REPORT_FILE
+from ctdenoise.jobs.outdir import LOCK_FILE
+from ctdenoise.jobs.report import REPORT_FILE
 from ctdenoise.cli import EXIT_OK, EXIT_USAGE, main
 from ctdenoise.io import find_series, read_volume
 

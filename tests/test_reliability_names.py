@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctdenoise.batch import plan_jobs, run_batch
+from ctdenoise.jobs.batch import run_batch
+from ctdenoise.jobs.plan import plan_jobs
 from ctdenoise.cli import main
 from ctdenoise.io import find_series
 from ctdenoise.io.discover import MAX_NAME_CHARS, safe_name

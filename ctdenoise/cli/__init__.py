@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ctdenoise import __version__
 from ctdenoise.errors import CTDenoiseError, OutputError
-from ctdenoise.interrupt import StopRequested
+from ctdenoise.jobs.interrupt import StopRequested
 
 #: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
 SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "serve", "simulate", "train")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ctdenoise.batch import REPORT_FILE, BatchReport, SeriesResult
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL
-from ctdenoise.interrupt import HANDLED_SIGNALS
+from ctdenoise.jobs.interrupt import HANDLED_SIGNALS
+from ctdenoise.jobs.report import REPORT_FILE, BatchReport, SeriesResult
 
 log = logging.getLogger("ctdenoise.denoise")
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ctdenoise.batch import IF_CHANGED_CHOICES, REPORT_FILE, run_batch
 from ctdenoise.cli.batch_log import finish, log_series_result
-from ctdenoise.distributed import RankInfo, run_batch_distributed
 from ctdenoise.inference import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
-from ctdenoise.interrupt import stop_on_signals
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
+from ctdenoise.jobs.batch import run_batch
+from ctdenoise.jobs.interrupt import stop_on_signals
+from ctdenoise.jobs.report import REPORT_FILE
+from ctdenoise.jobs.resume import IF_CHANGED_CHOICES
+from ctdenoise.jobs.sharding import RankInfo, run_batch_distributed
 from ctdenoise.registry import DEFAULT_MODEL_NAME, load_model, model_label, resolve_model_dir
 from ctdenoise.strength_table import AUTO_STRENGTH, strength_setting
 

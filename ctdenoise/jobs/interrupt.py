@@ -32,6 +32,11 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def stop_name(stopped: BaseException) -> str:
+    """The signal name of a StopRequested; "SIGINT" for a KeyboardInterrupt."""
+    return signal_name(stopped.signum) if isinstance(stopped, StopRequested) else "SIGINT"
+
+
 class StopSignals:
     """The stop request of a run: :attr:`signum` is the first signal received, or None."""
 

@@ -1,4 +1,4 @@
-"""Batch denoising sharded across processes and machines launched by ``torchrun``.
+"""A folder batch sharded across processes and machines launched by ``torchrun``: one rank's share.
 
 Each rank discovers the same series, sorts them by output key and takes every ``world_size``-th one
 starting at its rank (:func:`shard_jobs`), so the shares are deterministic, disjoint and cover every
@@ -29,24 +29,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ctdenoise.batch import (
-    REPORT_FILE,
-    BatchJob,
-    BatchReport,
-    SeriesResult,
-    check_inputs_exist,
-    check_output_outside_inputs,
-    output_lock,
-    plan_jobs,
-    process_jobs,
-    raise_for_unusable_inputs,
-    remove_stale_partials,
-    write_text_atomic,
-)
-from ctdenoise.interrupt import StopSignals
-from ctdenoise.io.read_warnings import route_warnings
 from ctdenoise.errors import OutputError
 from ctdenoise.inference import InferenceSettings
+from ctdenoise.io.read_warnings import route_warnings
+from ctdenoise.jobs.interrupt import StopSignals
+from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remove_stale_partials, write_text_atomic
+from ctdenoise.jobs.plan import BatchJob, check_inputs_exist, plan_jobs, raise_for_unusable_inputs
+from ctdenoise.jobs.report import REPORT_FILE, BatchReport, SeriesResult, merge_reports
+from ctdenoise.jobs.runner import process_jobs
 
 
 @dataclass(frozen=True)
@@ -101,7 +91,7 @@ def run_batch_distributed(
     stop: StopSignals | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> BatchReport:
-    """:func:`ctdenoise.batch.run_batch` for one rank of a torchrun job; every rank returns the merged report.
+    """:func:`ctdenoise.jobs.batch.run_batch` for one rank of a torchrun job; every rank returns the merged report.
 
     Every series is processed by exactly one rank; ``OUTDIR/report.json`` (written by rank 0 after all
     ranks finished) lists every series once, in key order, as ``run_batch`` would. An OUTDIR that rank 0
@@ -163,15 +153,3 @@ def lock_on_rank_zero(out_dir: Path, inputs: Sequence[Path], info: RankInfo) -> 
         if refusal[0] is not None:
             raise OutputError(None, refusal[0])
         yield
-
-
-def merge_reports(
-    partials: Sequence[BatchReport], failures: list[SeriesResult], problems: list[str], output_format: str
-) -> BatchReport:
-    """One report from the ranks' partial reports: discovery failures first, then every series by key;
-    interrupted when any rank was (by the first rank's signal)."""
-    label = next((p.model for p in partials if p.model), "")
-    series = sorted((s for p in partials for s in p.series), key=lambda s: s.key)
-    interrupted = next((p.interrupted for p in partials if p.interrupted), None)
-    return BatchReport(model=label, output_format=output_format, series=[*failures, *series], discovery_problems=problems,
-                       interrupted=interrupted)

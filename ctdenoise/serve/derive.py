@@ -1,7 +1,7 @@
 """Denoising one spooled series into its derived series, with UIDs that do not change when it is re-done.
 
 The reading, denoising and write-back are the ones ``ctdenoise denoise`` uses (:func:`ctdenoise.io.find_series`,
-:func:`ctdenoise.io.read_volume`, :func:`ctdenoise.overlap.denoise_while_writing`,
+:func:`ctdenoise.io.read_volume`, :func:`ctdenoise.jobs.overlap.denoise_while_writing`,
 :func:`ctdenoise.io.write_derived_dicom`). What the node adds: the derived SOP Instance and Series
 Instance UIDs are computed from the source UIDs and the derivation (model and the settings that change
 the pixels), so a series re-done after a crash, or received again, gets the UIDs of the first attempt and
@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from ctdenoise.inference import InferenceSettings, prepare_for_settings
 from ctdenoise.io import atomic_write_dir, find_series, read_volume, write_derived_dicom
-from ctdenoise.overlap import denoise_while_writing
+from ctdenoise.jobs.overlap import denoise_while_writing
 from ctdenoise.registry import derived_series_texts
 
 

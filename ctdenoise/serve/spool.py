@@ -18,7 +18,6 @@ already closed (quiet period over) starts a new generation of that series.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -27,11 +26,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ctdenoise.errors import CTDenoiseError
+from ctdenoise.jobs.outdir import exclusive_flock
 
 STAGES = ("receiving", "closed", "derived")
 """Stages of an entry in ``series/``: receiving instances, closed (complete, to denoise), derived (to deliver)."""
@@ -156,15 +156,13 @@ class Spool:
             handle = open(self.root / ".lock", "a+")
         except OSError as exc:
             raise SpoolError(f"{self.root}: cannot create the spool: {exc.strerror or exc}") from None
-        try:
+        with handle, ExitStack() as held:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.enter_context(exclusive_flock(handle))
             except BlockingIOError:
                 raise SpoolError(f"{self.root}: another ctdenoise serve is using this spool") from None
             self.recover()
             yield
-        finally:
-            handle.close()
 
     def recover(self) -> None:
         """Bring the spool to a consistent state after a kill: drop partial files, finish entries whose done

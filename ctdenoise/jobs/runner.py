@@ -1,0 +1,167 @@
+"""Running a list of jobs into one output folder: the loop that folder runs and torchrun ranks share.
+
+For each job, in order: decide what an earlier run left (:mod:`ctdenoise.jobs.resume`), denoise the
+series (:func:`ctdenoise.jobs.series.denoise_series`, its volume read ahead by
+:class:`~ctdenoise.jobs.prefetch.SeriesPrefetcher`), record what it was made from
+(:mod:`ctdenoise.jobs.manifest`) and rewrite the report. One bad series never stops the run: its error is
+reported and the run goes on. A full or read-only output stops it (every further series would fail too).
+A stop (:mod:`ctdenoise.jobs.interrupt`) is honoured between batches of slices: the series being written
+is dropped, the rest are listed "pending".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ctdenoise.errors import CTDenoiseError, OutputError, OutputStorageError
+from ctdenoise.inference import InferenceSettings
+from ctdenoise.io import Volume
+from ctdenoise.io.discover import count_slices
+from ctdenoise.io.read_warnings import without_force_advice
+from ctdenoise.jobs.interrupt import StopRequested, StopSignals, stop_name
+from ctdenoise.jobs.manifest import manifest_path, manifest_text, remove_manifest, source_record
+from ctdenoise.jobs.outdir import check_inside, remove_empty_parents, write_text_atomic
+from ctdenoise.jobs.plan import BatchJob, job_input, series_warnings
+from ctdenoise.jobs.prefetch import SeriesPrefetcher
+from ctdenoise.jobs.report import BatchReport, SeriesResult
+from ctdenoise.jobs.resume import decide_resume
+from ctdenoise.jobs.series import Derivation, denoise_series, prepare_derivation
+
+
+def denoise_job(
+    job: BatchJob,
+    out_dir: Path,
+    derivation: Callable[[], Derivation],
+    *,
+    overwrite: bool,
+    progress: Callable[[int], None] | None,
+    read: Callable[[BatchJob], Volume] | None = None,
+) -> SeriesResult:
+    """Denoise ``job`` into ``out_dir/<key>`` (:func:`ctdenoise.jobs.series.denoise_series`) with the
+    :class:`Derivation` that ``derivation()`` returns, called once the output folder is checked and before
+    the series is read (so a model prepared there is ready when the read finishes); ``read(job)`` reads it
+    (default :func:`ctdenoise.io.read_volume`). Returns its "done" result; errors are raised."""
+    started = time.perf_counter()
+    final_dir = out_dir / job.key
+    check_inside(final_dir, out_dir)
+    done = denoise_series(job.ref, final_dir, derivation(), overwrite=overwrite, progress=progress,
+                          read=(lambda _ref: read(job)) if read is not None else None)
+    return SeriesResult(
+        key=job.key,
+        input=job_input(job),
+        status="done",
+        slices=done.slices,
+        seconds=round(time.perf_counter() - started, 3),
+        output=str(final_dir.relative_to(out_dir)),
+        strength=done.strength,
+        noise_hu_before=done.noise_hu_before,
+        noise_hu_after=done.noise_hu_after,
+    )
+
+
+def process_jobs(
+    jobs: Sequence[BatchJob],
+    out_dir: Path,
+    load_model: Callable[[], tuple[torch.nn.Module, str]],
+    report: BatchReport,
+    report_path: Path,
+    *,
+    settings: InferenceSettings,
+    output_format: str,
+    overwrite: bool,
+    on_series_done: Callable[[SeriesResult], None] | None,
+    progress: Callable[[int], None] | None,
+    compression: str = "none",
+    if_changed: str = "redo",
+    stop: StopSignals | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> BatchReport:
+    """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
+    ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
+    (:func:`ctdenoise.jobs.series.prepare_derivation`) once, while the first series is still read in the
+    background.
+
+    Which jobs are redone is :func:`ctdenoise.jobs.resume.decide_resume`'s choice; each published series
+    gets its manifest record (:mod:`ctdenoise.jobs.manifest`). ``on_start(series, slices)`` is called once
+    with the work to do. ``stop`` is checked before each series and after each batch of slices: a stop (or
+    KeyboardInterrupt) abandons the current series (its staging folder is removed), lists every job not
+    finished as "pending", sets ``report.interrupted`` and returns.
+    """
+    decisions = {job.key: decide_resume(job, out_dir, overwrite=overwrite, if_changed=if_changed) for job in jobs}
+    todo = [job for job in jobs if decisions[job.key].redo]
+    if on_start is not None:
+        on_start(len(todo), sum(count_slices(job.ref) or 0 for job in todo))
+    model: torch.nn.Module | None = None
+    label = ""
+    prefetcher = SeriesPrefetcher(todo)
+    prepared: list[Derivation] = []
+
+    def derivation_once() -> Derivation:
+        if not prepared:
+            prepared.append(prepare_derivation(model, label, settings, output_format=output_format,
+                                               compression=compression))
+        return prepared[0]
+
+    def tick(slices: int) -> None:
+        if progress is not None:
+            progress(slices)
+        if stop is not None:
+            stop.check()
+
+    try:
+        for job in jobs:
+            if stop is not None:
+                stop.check()
+            decision = decisions[job.key]
+            if not decision.redo:
+                result = decision.earlier
+            else:
+                if model is None:
+                    model, label = load_model()
+                    report.model = label
+                remove_manifest(out_dir, job.key)
+                try:
+                    source = source_record(job.ref)
+                    result = denoise_job(job, out_dir, derivation_once, overwrite=overwrite or decision.replaces_output,
+                                         progress=tick, read=prefetcher.read)
+                except OutputStorageError as error:  # full or read-only output: every further series would fail
+                    report.series.append(SeriesResult(job.key, job_input(job), "failed", error=str(error)))
+                    with suppress(OutputError):
+                        write_text_atomic(report_path, report.to_json())
+                    raise
+                except CTDenoiseError as error:
+                    result = SeriesResult(job.key, job_input(job), "failed", error=without_force_advice(str(error)))
+                except Exception as error:  # noqa: BLE001 - one bad series must not stop the batch
+                    if stop is not None:
+                        stop.check()  # the writer thread saw the stop first: not a failure of the series
+                    result = SeriesResult(
+                        job.key, job_input(job), "failed", error=f"unexpected {type(error).__name__}: {error}"
+                    )
+                result.change = decision.change
+                result.warnings = series_warnings(job, prefetcher.read_warnings(job.key))
+                if result.status == "done":
+                    record = manifest_path(out_dir, job.key)
+                    with suppress(OutputError, OSError):  # without its record the series is redone next time
+                        record.parent.mkdir(parents=True, exist_ok=True)
+                        write_text_atomic(record, manifest_text(source, asdict(result)))
+            report.series.append(result)
+            write_text_atomic(report_path, report.to_json())
+            if on_series_done is not None:
+                on_series_done(result)
+    except (StopRequested, KeyboardInterrupt) as stopped:
+        report.interrupted = stop_name(stopped)
+        listed = {s.key for s in report.series}
+        pending = [job for job in jobs if job.key not in listed]
+        for job in pending:
+            remove_empty_parents(out_dir, job.key)
+        report.series.extend(SeriesResult(job.key, job_input(job), "pending") for job in pending)
+        write_text_atomic(report_path, report.to_json())
+    finally:
+        prefetcher.close()
+    return report

@@ -1,0 +1,126 @@
+"""Denoising one series: read it, denoise it while its files are written, publish it atomically.
+
+This is the unit of work of every run: the folder batch (:mod:`ctdenoise.jobs.runner`), each torchrun
+rank (:mod:`ctdenoise.jobs.sharding`) and the DICOM node (:mod:`ctdenoise.serve.derive`) call
+:func:`denoise_series`, so a series gets the same pixels and the same provenance whichever way it came.
+What stays fixed for a run (the prepared model, its label, the settings, output format, compression and,
+for the node, a rule for derived UIDs) is a :class:`Derivation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctdenoise.inference import InferenceSettings, prepare_for_settings, resolve_strength
+from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, read_volume, write_volume
+from ctdenoise.jobs.overlap import denoise_while_writing
+from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.registry import derived_series_texts
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How a run derives its series: ``runner`` (``model`` prepared for ``settings``), ``model`` and its
+    ``label`` for the provenance texts (:func:`ctdenoise.registry.derived_series_texts`), the
+    ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression`` and ``derived_uid``:
+    None for new random derived UIDs, or a function from a source UID to its derived UID (the node's
+    deterministic UIDs)."""
+
+    runner: torch.nn.Module
+    model: torch.nn.Module
+    label: str
+    settings: InferenceSettings
+    output_format: str = "same"
+    compression: str = "none"
+    derived_uid: Callable[[str], str] | None = None
+
+
+def prepare_derivation(
+    model: torch.nn.Module,
+    model_label: str,
+    settings: InferenceSettings,
+    *,
+    output_format: str = "same",
+    compression: str = "none",
+    derived_uid: Callable[[str], str] | None = None,
+) -> Derivation:
+    """The :class:`Derivation` of ``model`` (labelled ``model_label``), the model prepared once for
+    ``settings`` (:func:`ctdenoise.inference.prepare_for_settings`; its errors are raised here)."""
+    runner = prepare_for_settings(model, settings)
+    return Derivation(runner, model, model_label, settings, output_format, compression, derived_uid)
+
+
+@dataclass(frozen=True)
+class DenoisedSeries:
+    """A published series: its ``files`` (under the target folder), its number of ``slices``, the
+    ``strength`` it was denoised with (the settings' number, or the strength table's for this series) and
+    its estimated noise in HU before and after denoising (:func:`ctdenoise.noise_estimate.estimate_noise_hu`,
+    rounded to 0.01 HU; None when the series has too little soft tissue)."""
+
+    files: list[Path]
+    slices: int
+    strength: float
+    noise_hu_before: float | None
+    noise_hu_after: float | None
+
+
+def denoise_series(
+    ref: SeriesRef,
+    target: Path,
+    derivation: Derivation,
+    *,
+    overwrite: bool = False,
+    read: Callable[[SeriesRef], Volume] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> DenoisedSeries:
+    """Read the series ``ref`` (with ``read``, default :func:`ctdenoise.io.read_volume`), denoise it while
+    writing the finished slices (:func:`ctdenoise.jobs.overlap.denoise_while_writing`) and publish it as the
+    folder ``target`` in one rename (:func:`ctdenoise.io.atomic_write_dir`; a non-empty ``target`` is
+    replaced only with ``overwrite``). DICOM output is the derived series' files in ``target``; an image
+    file is ``target/<target name>.<ext>``. A strength table (strength "auto") is resolved for this series
+    from its estimated noise (:func:`ctdenoise.inference.resolve_strength`), and the number is what the
+    provenance texts record. Any error (reading, computing, writing) leaves ``target`` as it was and is
+    raised; ``progress(slices)`` is called after each batch of slices and may raise to stop."""
+    target = Path(target)
+    with atomic_write_dir(target, overwrite=overwrite) as staging:
+        volume = read(ref) if read is not None else read_volume(ref)
+        noise_before = estimate_noise_hu(volume.hu)
+        settings = resolve_strength(derivation.settings, volume.hu, noise_before)
+        suffix, description = derived_series_texts(derivation.model, derivation.label, settings.strength)
+        is_dicom_output = derivation.output_format == "dicom" or (
+            derivation.output_format == "same" and bool(volume.dicom_datasets))
+        dicom_only = {"compression": derivation.compression, "derived_uid": derivation.derived_uid}
+        noise_after: list[float | None] = []
+
+        def write(hu: np.ndarray, slice_ready: Callable[[int], None]) -> list[Path]:
+            written = write_volume(
+                volume,
+                hu,
+                staging if is_dicom_output else staging / target.name,
+                format=derivation.output_format,
+                slice_ready=slice_ready,
+                series_description_suffix=suffix,
+                derivation_description=description,
+                **(dicom_only if is_dicom_output else {}),
+            )
+            noise_after.append(estimate_noise_hu(hu))  # every slice is final once write_volume returned
+            return written
+
+        written = denoise_while_writing(derivation.runner, volume, settings, write, progress)
+    return DenoisedSeries(
+        files=[target / path.relative_to(staging) for path in written],
+        slices=int(volume.hu.shape[0]),
+        strength=settings.strength,
+        noise_hu_before=_rounded(noise_before),
+        noise_hu_after=_rounded(noise_after[0]),
+    )
+
+
+def _rounded(noise_hu: float | None) -> float | None:
+    return None if noise_hu is None else round(noise_hu, 2)
