@@ -118,13 +118,11 @@ def model_description(model: object, label: str) -> str:
     return f"CLIPDenoising-architecture model {label} (encoder: {encoder_provenance(model)})"
 
 
-def derived_series_texts(model: object, label: str, strength: float | str) -> tuple[str, str]:
+def derived_series_texts(model: object, label: str, strength: float) -> tuple[str, str]:
     """The provenance texts of a derived series, the same for ``ctdenoise denoise`` and ``ctdenoise serve``:
     (SeriesDescription suffix ``"denoised LABEL s=S"``, DerivationDescription ``"ctdenoise VERSION``
-    :func:`model_description` ``, strength S"``); a number is written as ``%g``, a text (``"auto"``, before
-    a series' strength is known) as it is."""
+    :func:`model_description` ``, strength S"``)."""
     from ctdenoise import __version__
 
-    shown = strength if isinstance(strength, str) else f"{strength:g}"
-    return (f"denoised {label} s={shown}",
-            f"ctdenoise {__version__} {model_description(model, label)}, strength {shown}")
+    return (f"denoised {label} s={strength:g}",
+            f"ctdenoise {__version__} {model_description(model, label)}, strength {strength:g}")
