@@ -79,10 +79,11 @@ def running_scp(spool: Spool, config: ScpConfig | None = None) -> Iterator[Stora
 
 
 @contextmanager
-def running_node(spool_dir: Path, model, destinations, series_timeout: float = 0.5, **scp_options) -> Iterator[int]:
-    """A node in a background thread, with the in-memory ``model``; yields its port."""
+def running_node(spool_dir: Path, model, destinations, series_timeout: float = 0.5, label: str = LABEL,
+                 **scp_options) -> Iterator[int]:
+    """A node in a background thread, with the in-memory ``model`` labelled ``label``; yields its port."""
     spool = Spool(spool_dir)
-    denoiser = SeriesDenoiser(model, LABEL, SETTINGS)
+    denoiser = SeriesDenoiser(model, label, SETTINGS)
     node = Node(spool, StorageSCP(spool, ScpConfig(port=0, **scp_options)), denoiser, destinations,
                 series_timeout=series_timeout, retry=RetryPolicy(0.3, 1.0), poll=0.1)
     stop, ports, errors = threading.Event(), queue.Queue(), []
@@ -142,6 +143,46 @@ def test_series_received_over_dicom_is_delivered_to_a_folder_as_derived_series(s
     text = json.dumps(status)
     assert all(str(value) not in text for value in (sources[0].PatientName, sources[0].PatientID))
     assert not list((spool_dir / "series").iterdir())  # delivered series leave the spool
+
+
+#: What differs between two derivations of the same series: the derived UIDs (random for ``ctdenoise denoise``,
+#: computed for the node) and the moment of derivation.
+PER_DERIVATION = {"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID", "InstanceCreationDate",
+                  "InstanceCreationTime", "SeriesDate", "SeriesTime", "ContentDate", "ContentTime"}
+
+
+def comparable(ds: pydicom.Dataset) -> dict:
+    """Every attribute of ``ds`` and its file meta, by keyword, except :data:`PER_DERIVATION`."""
+    elements = [*ds.file_meta, *ds]
+    return {e.keyword or str(e.tag): e.value for e in elements if e.keyword not in PER_DERIVATION}
+
+
+def test_the_node_derives_what_ctdenoise_denoise_writes(series, tiny_checkpoint, tmp_path):
+    """A series sent to the node and the same series given to ``ctdenoise denoise`` give the same derived files,
+    pixel for pixel and attribute for attribute, except the derived UIDs and creation times (one function,
+    ctdenoise.jobs.series.denoise_series, derives both)."""
+    from ctdenoise.registry import load_model, model_label
+
+    assert main(["-q", "denoise", str(series[0].parent), "-o", str(tmp_path / "batch"), "--model",
+                 str(tiny_checkpoint), "--device", "cpu"]) == 0
+    out, spool_dir = tmp_path / "node", tmp_path / "spool"
+    with running_node(spool_dir, load_model(tiny_checkpoint), [FolderDestination(out)],
+                      label=model_label(tiny_checkpoint)) as port:
+        assert send(port, series) == [0, 0, 0]  # on a busy machine the series may complete in two parts
+        wait_for(lambda: sum(r["derived"] for r in done_records(spool_dir)) == 3, what="the series to be delivered")
+
+    def by_source(folder: Path) -> dict[str, pydicom.Dataset]:
+        datasets = [pydicom.dcmread(p) for p in folder.rglob("*.dcm")]
+        return {ds.SourceImageSequence[0].ReferencedSOPInstanceUID: ds for ds in datasets}
+
+    batch, node = by_source(tmp_path / "batch"), by_source(out)
+    assert set(batch) == set(node) == {pydicom.dcmread(p).SOPInstanceUID for p in series}
+    for source_uid, ours in node.items():
+        theirs = batch[source_uid]
+        assert ours.PixelData == theirs.PixelData
+        assert comparable(ours) == comparable(theirs)
+        assert ours.SOPInstanceUID != theirs.SOPInstanceUID  # the node's are computed, the batch's random
+    assert len({ds.SeriesInstanceUID for ds in node.values()}) == 1
 
 
 @pytest.mark.slow  # two 512x512 frames through the RN50 model on the CPU

@@ -1,11 +1,11 @@
 """Denoising one spooled series into its derived series, with UIDs that do not change when it is re-done.
 
-The reading, denoising and write-back are the ones ``ctdenoise denoise`` uses (:func:`ctdenoise.io.find_series`,
-:func:`ctdenoise.io.read_volume`, :func:`ctdenoise.jobs.overlap.denoise_while_writing`,
-:func:`ctdenoise.io.write_derived_dicom`). What the node adds: the derived SOP Instance and Series
-Instance UIDs are computed from the source UIDs and the derivation (model and the settings that change
-the pixels), so a series re-done after a crash, or received again, gets the UIDs of the first attempt and
-a PACS stores it over the first copy instead of showing it twice.
+Each series is read, denoised and written back by :func:`ctdenoise.jobs.series.denoise_series`, the
+function every ``ctdenoise denoise`` run uses, so a series sent to the node gets the pixels and provenance
+it gets from ``ctdenoise denoise``. What the node adds: the derived SOP Instance and Series Instance UIDs
+are computed from the source UIDs and the derivation (model and the settings that change the pixels), so
+a series re-done after a crash, or received again, gets the UIDs of the first attempt and a PACS stores it
+over the first copy instead of showing it twice.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 from pydicom.uid import generate_uid
 
-from ctdenoise.inference import InferenceSettings, prepare_for_settings
-from ctdenoise.io import atomic_write_dir, find_series, read_volume, write_derived_dicom
-from ctdenoise.jobs.overlap import denoise_while_writing
-from ctdenoise.registry import derived_series_texts
+from ctdenoise.inference import InferenceSettings
+from ctdenoise.io import atomic_write_dir, find_series
+from ctdenoise.jobs.series import denoise_series, prepare_derivation
 
 
 def derivation_key(model_label: str, settings: InferenceSettings) -> str:
@@ -44,28 +43,15 @@ class SeriesDenoiser:
     ``settings`` when the denoiser is made, so a model that cannot run fails before the node listens."""
 
     def __init__(self, model: torch.nn.Module, model_label: str, settings: InferenceSettings) -> None:
-        self.runner = prepare_for_settings(model, settings)
-        self.settings = settings
         self.derived_uid = derived_uid_for(derivation_key(model_label, settings))
-        self.series_description_suffix, self.derivation_description = derived_series_texts(
-            model, model_label, settings.strength)
+        self.derivation = prepare_derivation(model, model_label, settings, output_format="dicom",
+                                             derived_uid=self.derived_uid)
 
     def __call__(self, instances: Path, out_dir: Path) -> int:
         """Denoise every series found in the folder ``instances`` and publish the derived files atomically as
         the folder ``out_dir`` (one sub-folder per source series or Enhanced CT file); return their number.
         Errors of the input are raised as :class:`ctdenoise.errors.CTDenoiseError`."""
         refs = find_series(instances)
-        count = 0
         with atomic_write_dir(out_dir, overwrite=True) as staging:
-            for k, ref in enumerate(refs):
-                volume = read_volume(ref)
-
-                def write(hu, slice_ready, volume=volume, part=staging / f"part{k:03d}"):
-                    return write_derived_dicom(
-                        volume, hu, part, slice_ready=slice_ready, derived_uid=self.derived_uid,
-                        series_description_suffix=self.series_description_suffix,
-                        derivation_description=self.derivation_description,
-                    )
-
-                count += len(denoise_while_writing(self.runner, volume, self.settings, write))
-        return count
+            return sum(len(denoise_series(ref, staging / f"part{k:03d}", self.derivation).files)
+                       for k, ref in enumerate(refs))
