@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli.config_file import apply_config_file, record_given_options
 from ctdenoise.cli.denoise import add_model_options, inference_settings
 from ctdenoise.errors import ConfigError
 
@@ -27,9 +28,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "that has been quiet for --series-timeout seconds is denoised and its derived series written to "
         "--output and/or sent with C-STORE (--forward) and/or STOW-RS (--stow); it stays in the spool until "
         "every destination confirmed it. SIGTERM stops accepting associations, finishes the current step and "
-        "exits 0. With --status, print the spool's pending/done/failed series as JSON and exit.",
+        "exits 0. With --status, print the spool's pending/done/failed series as JSON and exit. Options may "
+        "also come from a YAML or TOML file (--config); those given on the command line win.",
     )
-    p.add_argument("--spool", required=True, type=Path, metavar="DIR", help="durable work folder (created)")
+    record_given_options(p)
+    add_options(p)
+    p.set_defaults(func=run)
+
+
+#: Options that a --config file cannot set.
+NOT_IN_CONFIG = ("config", "status", "help")
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """Every option of ``ctdenoise serve``."""
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="read options from this YAML (.yaml, .yml) or TOML (.toml) file: keys are the long options "
+                   "without dashes (ae_title: CTDENOISE, port: 11112, forward: [AET@HOST:PORT], ...); options given "
+                   "on the command line override the file")
+    p.add_argument("--spool", type=Path, metavar="DIR",
+                   help="durable work folder (created); required, on the command line or in --config")
     p.add_argument("--status", action="store_true", help="print the spool's state as JSON and exit")
     p.add_argument("--ae-title", default="CTDENOISE", help="this node's AE title (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -55,12 +73,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-max", type=float, default=300.0, metavar="SECONDS",
                    help="longest wait between delivery attempts (default: %(default)s)")
     add_model_options(p)
-    p.set_defaults(func=run)
+
+
+def config_options() -> list[argparse.Action]:
+    """The options a --config file may set: all of :func:`add_options` but those in :data:`NOT_IN_CONFIG`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_options(parser)
+    return [action for action in parser._actions if action.dest not in NOT_IN_CONFIG]
 
 
 def run(args: argparse.Namespace) -> int:
     from ctdenoise.serve.spool import spool_status
 
+    if args.config is not None:
+        apply_config_file(args, config_options(), args.config)
+    if args.spool is None:
+        raise ConfigError("spool", "give the spool folder: --spool DIR, or spool: DIR in the --config file")
     if args.status:
         print(json.dumps(spool_status(args.spool), indent=2))
         return EXIT_OK
