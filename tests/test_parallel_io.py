@@ -171,3 +171,17 @@ def test_warnings_raised_in_workers_reach_the_reading_thread_as_serially(series)
     assert volume.hu.shape[0] == SLICES
     assert len(collected[1]) >= 3 and all("exceeds the maximum length of 16" in m for m in collected[1])
     assert collected[1] == collected[2]
+
+
+def test_a_reused_pool_reads_relative_paths_from_the_callers_working_directory(tmp_path, monkeypatch) -> None:
+    from ctdenoise.examples import write_example_series
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        write_example_series(folder / "example_ct")
+    monkeypatch.chdir(first)
+    before = read_volume(Path("example_ct"), workers=2)  # starts (or reuses) the pool while in ``a``
+    (first / "example_ct" / "slice000.dcm").unlink()  # ``a`` no longer has a readable series
+    monkeypatch.chdir(second)
+    after = read_volume(Path("example_ct"), workers=2)
+    assert after.hu.shape == before.hu.shape

@@ -195,11 +195,14 @@ class FailingOutputFileSystem:
 
     Tests run as root, where chmod does not stop writes, so the failure is injected where
     Python touches the file system: ``open`` for writing, ``os.mkdir``, ``os.replace`` and
-    ``os.rename``. ``allow_bytes`` lets that much data through first (a disk that fills up).
+    ``os.rename``. ``allow_bytes`` lets that much data through first (a disk that fills up). The injection
+    lives in this process only, so DICOM files are written here too (one I/O worker): a forked pool worker
+    would keep the failing functions after the test lifts them.
     """
 
     def __init__(self, monkeypatch, root: Path, code: int, allow_bytes: int = 0) -> None:
         self.root, self.code, self.left = str(root.resolve()), code, allow_bytes
+        monkeypatch.setattr("ctdenoise.io.pool.available_cores", lambda: 1)
         self._open, self._mkdir, self._replace, self._rename = open, os.mkdir, os.replace, os.rename
         monkeypatch.setattr("builtins.open", self.open)
         monkeypatch.setattr(os, "mkdir", self.guard(self._mkdir))

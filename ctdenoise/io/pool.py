@@ -136,8 +136,12 @@ def _portable(exc: Exception) -> Exception | tuple[type, tuple, dict]:
         return type(exc), exc.args, dict(vars(exc))
 
 
-def _run(fn: Callable[[T], R], item: T) -> tuple[bool, object, list[tuple], list[logging.LogRecord]]:
-    """In a worker: ``fn(item)`` with its warnings and log records captured; the outcome as picklable data."""
+def _run(fn: Callable[[T], R], item: T, cwd: str) -> tuple[bool, object, list[tuple], list[logging.LogRecord]]:
+    """In a worker: ``fn(item)`` run in the caller's working directory ``cwd`` (a reused worker may have been
+    started while the caller was elsewhere, and relative paths must mean what they mean to the caller), with
+    its warnings and log records captured; the outcome as picklable data."""
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
     _capture.records = []
     with warnings.catch_warnings(record=True) as raised:
         warnings.simplefilter("always")
@@ -200,6 +204,7 @@ def map_files(
     if bound < 1:
         raise ValueError(f"in_flight must be at least 1, got {bound}")
     pool = _pool(size)
+    cwd = os.getcwd()
     pending: deque[Future] = deque()
     source = iter(items)
     exhausted = False
@@ -209,7 +214,7 @@ def map_files(
                 yield _result(pending.popleft())
             if not exhausted and len(pending) < bound:
                 try:
-                    pending.append(pool.submit(_run, fn, next(source)))
+                    pending.append(pool.submit(_run, fn, next(source), cwd))
                 except StopIteration:
                     exhausted = True
             elif pending:
