@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import operator
+import os
+import sys
 import signal
 import time
 import warnings
@@ -185,3 +187,34 @@ def test_a_reused_pool_reads_relative_paths_from_the_callers_working_directory(t
     monkeypatch.chdir(second)
     after = read_volume(Path("example_ct"), workers=2)
     assert after.hu.shape == before.hu.shape
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
+    import subprocess
+
+    script = (
+        "import multiprocessing, operator, sys, time\n"
+        "from ctdenoise.io.pool import map_files\n"
+        "list(map_files(operator.neg, range(8), count=8, workers=2))\n"
+        "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+    finally:
+        parent.kill()
+        parent.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)]

@@ -27,6 +27,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -70,8 +71,21 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
-def _init_worker() -> None:
-    """In a new worker: Ctrl-C is ignored (it reaches the whole process group; the parent decides whether
+#: How often a worker checks that the process that started it is still alive (seconds).
+PARENT_CHECK_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker's daemon thread: end the worker once its parent is gone (SIGKILL gives the parent no
+    chance to stop its pool, and a forked worker holds copies of its descriptors: the DICOM node's
+    listening socket, run locks), so nothing outlives the process it served."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _init_worker(parent: int) -> None:
+    """In a new worker: it ends when the process ``parent`` that started it is gone; Ctrl-C is ignored (it reaches the whole process group; the parent decides whether
     to stop, and a graceful stop waits for the files in flight), SIGTERM has its default
     action (not the parent's handler, copied by fork), and log records go only to the capture (the parent's
     handlers and filters, also copied, would print them a second time or drop them by the forking thread's
@@ -85,6 +99,7 @@ def _init_worker() -> None:
             logger.removeFilter(log_filter)
     for name in _LOGGERS:
         logging.getLogger(name).addHandler(_capture)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="ctdenoise-parent-watch", daemon=True).start()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -92,7 +107,9 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _pools[key] = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker)
+            pool = _pools[key] = ProcessPoolExecutor(
+                workers, mp_context=_context(), initializer=_init_worker, initargs=(os.getpid(),)
+            )
         return pool
 
 
