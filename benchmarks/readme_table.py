@@ -60,8 +60,11 @@ def data_name(data: dict) -> str:
 def e2e_table(data: dict) -> list[str]:
     s, q, settings = data["seconds"], data["ratios"], data["settings"]
     options = [name for name in ("compile", "cuda_graphs") if settings.get(name)]
-    if settings.get("backend", "torch") != "torch":
-        options.append(settings["backend"])
+    backend = settings.get("backend_resolved", settings.get("backend", "torch"))
+    if backend != "torch":
+        options.append(backend)
+    if settings.get("io_workers"):
+        options.append(f"io-workers {settings['io_workers']}")
     flags = f"{settings['precision']} {' '.join(options)}".strip()
     cold = f"{s['cli_cold_s']:.2f} | {q['cli_cold_over_io_floor']:.2f}" if "cli_cold_s" in s else "not measured | "
     return [

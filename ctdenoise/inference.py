@@ -8,6 +8,7 @@ of slices: a 512x512x600 series is processed in ``ceil(600 / batch_size)`` indep
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-BACKEND_CHOICES = ("torch", "onnxruntime")
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime")
 
 #: Slices per forward pass when the caller does not choose: small on the CPU (activations of a
 #: 512x512 slice take ~0.4 GB in fp32), large on a GPU where throughput grows with the batch.
@@ -42,7 +43,7 @@ DEFAULT_STRENGTH = 1.0
 @dataclass(frozen=True)
 class InferenceSettings:
     """How to run the model: ``device`` (auto|cpu|cuda[:N]), ``precision`` (auto|fp32|bf16|fp16),
-    ``batch_size``, ``compile``, ``cuda_graphs``, ``backend`` (torch|onnxruntime), ``strength`` (0..1).
+    ``batch_size``, ``compile``, ``cuda_graphs``, ``backend`` (auto|torch|onnxruntime), ``strength`` (0..1).
 
     ``precision="auto"`` means fp16 autocast on a CUDA device and fp32 on the CPU
     (:func:`ctdenoise.accelerate.resolve_precision` says why); ``"fp32"`` forces full precision everywhere.
@@ -50,7 +51,8 @@ class InferenceSettings:
     through ``torch.compile`` (a one-off compilation per process, then every batch reuses it);
     ``cuda_graphs`` (CUDA devices only) captures the forward pass once and replays it for every batch;
     ``backend="onnxruntime"`` runs the model in fp32 on the CPU with ONNX Runtime (the optional extra
-    ``ctdenoise[onnx]``), whatever ``device="auto"`` would pick. ``strength`` blends the model's output
+    ``ctdenoise[onnx]``), whatever ``device="auto"`` would pick; ``"auto"`` (default) takes ONNX Runtime where
+    the run is fp32 on the CPU and it is installed, PyTorch otherwise (:func:`resolve_backend`). ``strength`` blends the model's output
     with its input in HU (:func:`blend_strength`; 0 = input unchanged, 1 = model output), or is a
     :class:`~ctdenoise.strength_table.StrengthTable` (strength "auto"): each series' strength is then read from
     the table at the series' estimated noise (:func:`resolve_strength`).
@@ -61,7 +63,7 @@ class InferenceSettings:
     batch_size: int | None = None
     compile: bool = False
     cuda_graphs: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     strength: float | StrengthTable = DEFAULT_STRENGTH
 
     def __post_init__(self) -> None:
@@ -98,6 +100,25 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", f"{name!r} was requested but no CUDA device is available")
     return torch.device(name)
+
+
+def onnxruntime_installed() -> bool:
+    """Whether the optional ONNX Runtime backend can run here (``onnxruntime`` and PyTorch's exporter's ``onnx``)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+def resolve_backend(settings: InferenceSettings) -> str:
+    """The engine ``settings`` runs the model with: ``"torch"`` or ``"onnxruntime"``.
+
+    An explicit backend is kept. ``"auto"`` picks ONNX Runtime when the run is fp32 on the CPU (device
+    resolves to the CPU, precision auto or fp32, neither compile nor CUDA graphs) and ONNX Runtime is
+    installed, because it was faster there at equal accuracy in every interleaved repeat measured
+    (``benchmarks/ort_vs_torch.py``; docs: Performance); PyTorch otherwise."""
+    if settings.backend != "auto":
+        return settings.backend
+    cpu_fp32 = (resolve_device(settings.device).type == "cpu" and settings.precision in ("auto", "fp32")
+                and not settings.compile and not settings.cuda_graphs)
+    return "onnxruntime" if cpu_fp32 and onnxruntime_installed() else "torch"
 
 
 def blend_strength(noisy: torch.Tensor, denoised: torch.Tensor, strength: float) -> torch.Tensor:
@@ -177,11 +198,11 @@ def denoise_hu(
 
 
 def prepare_for_settings(model: torch.nn.Module, settings: InferenceSettings) -> InferenceModel:
-    """``model`` prepared for ``settings`` (device, precision, compile, CUDA graphs, backend); an
-    InferenceModel is kept as it is."""
+    """``model`` prepared for ``settings`` (device, precision, compile, CUDA graphs, backend as
+    :func:`resolve_backend` picks it); an InferenceModel is kept as it is."""
     if isinstance(model, InferenceModel):
         return model
-    onnxruntime = settings.backend == "onnxruntime"
+    onnxruntime = resolve_backend(settings) == "onnxruntime"
     device = torch.device("cpu") if onnxruntime else resolve_device(settings.device)
     batch_size = settings.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 4)
     return prepare_model(model, device, settings.precision, compile=settings.compile, batch_size=batch_size,

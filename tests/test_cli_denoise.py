@@ -153,3 +153,32 @@ def test_onnxruntime_backend_writes_the_series_torch_writes(build_series, tiny_c
     assert len(torch_files) == len(ort_files) == 3
     for ours, theirs in zip(torch_files, ort_files):
         np.testing.assert_allclose(pydicom.dcmread(theirs).pixel_array, pydicom.dcmread(ours).pixel_array, atol=1)
+
+
+def test_io_workers_reach_the_reader_and_writer_and_leave_the_pixels_alone(build_series, tiny_checkpoint, tmp_path,
+                                                                          monkeypatch):
+    """``--io-workers N`` sizes the pools that decode and encode the files; the pixels do not depend on it."""
+    from ctdenoise.io import dicom_read, dicom_write
+
+    series = build_series([0.0, 5.0, 10.0], name="in/ct", source=CT_SMALL)
+    asked: dict[str, list] = {"read": [], "write": []}
+    for module, kind in ((dicom_read, "read"), (dicom_write, "write")):
+        def spy(fn, items, *, workers=None, original=module.map_files, kind=kind, **kwargs):
+            asked[kind].append(workers)
+            return original(fn, items, workers=workers, **kwargs)
+        monkeypatch.setattr(module, "map_files", spy)
+    for workers in ("1", "2"):
+        assert denoise(series.parent, "-o", tmp_path / workers, "--model", tiny_checkpoint, "--backend", "torch",
+                       "--io-workers", workers) == 0
+    assert set(asked["read"]) == {1, 2} and set(asked["write"]) == {1, 2}
+    serial, parallel = (sorted((tmp_path / w).rglob("IM*.dcm")) for w in ("1", "2"))
+    assert len(serial) == len(parallel) == 3
+    for one, two in zip(serial, parallel):
+        np.testing.assert_array_equal(pydicom.dcmread(two).pixel_array, pydicom.dcmread(one).pixel_array)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two"])
+def test_io_workers_must_be_a_positive_whole_number(bad, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        denoise(tmp_path, "-o", tmp_path / "out", "--io-workers", bad)
+    assert stopped.value.code == 2 and "--io-workers" in capsys.readouterr().err

@@ -25,7 +25,7 @@ from ctdenoise.accelerate import (
     resolve_precision,
 )
 from ctdenoise.errors import ConfigError, ModelError
-from ctdenoise.inference import InferenceSettings, denoise_hu
+from ctdenoise.inference import InferenceSettings, denoise_hu, prepare_for_settings, resolve_backend
 from ctdenoise.model import CLIPDenoiser, ModelConfig
 from ctdenoise.registry import available_models, load_model
 from ctdenoise.transfer import BatchTransfer
@@ -198,7 +198,7 @@ def test_onnxruntime_backend_meets_the_accuracy_budget_on_a_real_512_slice(model
 def test_onnxruntime_backend_pads_odd_batches_and_matches_torch(model):
     pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
     hu = np.random.default_rng(3).normal(0, 300, (3, 40, 52)).astype(np.float32)
-    plain = denoise_hu(model, hu, InferenceSettings(device="cpu", precision="fp32", batch_size=2))
+    plain = denoise_hu(model, hu, InferenceSettings(device="cpu", precision="fp32", batch_size=2, backend="torch"))
     runner = prepare_model(model, CPU, "fp32", batch_size=2, onnxruntime=True)
     assert runner.fixed_batch_size == 2 and runner.describe()["onnxruntime"]
     np.testing.assert_allclose(denoise_hu(runner, hu), plain, atol=0.05)
@@ -208,8 +208,33 @@ def test_onnxruntime_backend_refuses_gpu_half_precision_and_names_the_missing_pa
     for bad in ({"device": "cuda"}, {"precision": "bf16"}, {"compile": True}):
         with pytest.raises(ConfigError, match="onnxruntime runs fp32 on the CPU only"):
             InferenceSettings(backend="onnxruntime", **bad)
-    with pytest.raises(ConfigError, match="not one of torch, onnxruntime"):
+    with pytest.raises(ConfigError, match="not one of auto, torch, onnxruntime"):
         InferenceSettings(backend="tensorrt")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
     with pytest.raises(ConfigError, match=r"needs the onnxruntime package: pip install \"ctdenoise\[onnx\]\""):
         prepare_model(model, CPU, "fp32", batch_size=1, onnxruntime=True)
+
+
+def test_backend_auto_takes_onnxruntime_for_fp32_cpu_runs_when_installed_and_torch_otherwise(model, monkeypatch):
+    """The default backend: ONNX Runtime where it was measured faster (fp32 on the CPU), if installed."""
+    assert InferenceSettings().backend == "auto"
+    monkeypatch.setattr("ctdenoise.inference.onnxruntime_installed", lambda: True)
+    assert resolve_backend(InferenceSettings(device="cpu")) == "onnxruntime"
+    assert resolve_backend(InferenceSettings(device="cpu", precision="fp32")) == "onnxruntime"
+    for other in ({"precision": "bf16"}, {"compile": True}, {"backend": "torch"}):
+        assert resolve_backend(InferenceSettings(device="cpu", **other)) == "torch"
+    if torch.cuda.is_available():
+        assert resolve_backend(InferenceSettings(device="auto")) == "torch"
+    monkeypatch.setattr("ctdenoise.inference.onnxruntime_installed", lambda: False)
+    assert resolve_backend(InferenceSettings(device="cpu")) == "torch"
+    assert not prepare_for_settings(model, InferenceSettings(device="cpu", batch_size=1)).describe()["onnxruntime"]
+
+
+def test_backend_auto_finds_onnxruntime_missing_without_importing_it(monkeypatch):
+    from ctdenoise.inference import onnxruntime_installed
+
+    pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
+    assert onnxruntime_installed()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
+    assert not onnxruntime_installed()
+    assert resolve_backend(InferenceSettings(device="cpu")) == "torch"

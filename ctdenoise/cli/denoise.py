@@ -24,8 +24,8 @@ log = logging.getLogger("ctdenoise.denoise")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """The model and inference options (``--model`` ... ``--backend``), shared by every subcommand that
-    denoises; :func:`inference_settings` turns them into InferenceSettings."""
+    """The model, inference and file I/O options (``--model`` ... ``--strength``, ``--io-workers``), shared by
+    every subcommand that denoises; :func:`inference_settings` turns the model's into InferenceSettings."""
     p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="shipped model name or checkpoint folder (default: %(default)s)")
     p.add_argument("--clip-weights", type=Path, default=None, metavar="FILE",
                    help="CLIP weight file (OpenAI RN50.pt or open_clip state dict) for models that do not carry their encoder")
@@ -38,13 +38,28 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    "then faster batches; worth it for long runs")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="GPU only: capture the forward pass as a CUDA graph once and replay it for every batch")
-    p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
-                   help="onnxruntime: run the model in fp32 on the CPU with ONNX Runtime, faster than torch on "
-                   "the CPUs measured (needs pip install 'ctdenoise[onnx]')")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="auto (default): ONNX Runtime for fp32 runs on the CPU when it is installed "
+                   "(pip install 'ctdenoise[onnx]'; faster than torch on the CPUs measured), torch otherwise; "
+                   "torch or onnxruntime force one")
     p.add_argument("--strength", type=strength_value, default=DEFAULT_STRENGTH, metavar="S",
                    help="0..1: how much of the model's change to apply, a linear blend in HU "
                    "(0 = input unchanged, 1 = model output; default: %(default)s); 'auto': each series' "
                    "strength from its estimated noise, by the model's strength table")
+    p.add_argument("--io-workers", type=positive_int, default=None, metavar="N",
+                   help="processes that decode and encode a DICOM series' files, overlapped with the model "
+                   "(default: one per available core; 1: in the main process)")
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (argparse turns the error into a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
 
 
 def strength_value(text: str) -> float | str:
@@ -126,13 +141,14 @@ def run(args: argparse.Namespace) -> int:
                     args.inputs, args.output, load, rank, settings=settings, output_format=args.output_format,
                     overwrite=args.overwrite, on_series_done=log_series_result, progress=bar.update,
                     compression=args.compression, if_changed=args.if_changed, stop=stop, on_start=on_start,
+                    io_workers=args.io_workers,
                 )
             else:
                 report = run_batch(
                     args.inputs, args.output, load, settings=settings, output_format=args.output_format,
                     overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=log_series_result,
                     progress=bar.update, compression=args.compression, if_changed=args.if_changed, stop=stop,
-                    on_start=on_start,
+                    on_start=on_start, io_workers=args.io_workers,
                 )
         finally:
             bar.close()

@@ -127,7 +127,8 @@ def build_node(args: argparse.Namespace):
     destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
     destinations += [StowDestination(url) for url in args.stow]
     label = model_label(args.model)  # a missing model fails here, before the slower loading
-    denoiser = SeriesDenoiser(load_model(args.model, clip_weights=args.clip_weights), label, settings)
+    denoiser = SeriesDenoiser(load_model(args.model, clip_weights=args.clip_weights), label, settings,
+                              io_workers=args.io_workers)
     spool = Spool(args.spool, max_bytes=int(args.max_spool_size * 1024 * MB), max_instances=args.max_series_instances)
     scp = StorageSCP(spool, ScpConfig(args.ae_title, args.host, args.port, args.allow_ae,
                                       int(args.max_instance_size * MB)))

@@ -77,6 +77,7 @@ def run_batch(
     if_changed: str = "redo",
     stop: StopSignals | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    io_workers: int | None = None,
 ) -> BatchReport:
     """Denoise every series under ``inputs`` into ``out_dir`` and write ``out_dir/report.json``.
 
@@ -89,7 +90,7 @@ def run_batch(
     A series already published is skipped when its input is unchanged, redone when it changed
     (``if_changed="redo"``) or reported as "changed" (``"report"``); ``overwrite`` redoes every one.
     Errors of one series (:class:`CTDenoiseError`, or an unexpected exception, recorded by type and
-    message) are reported and the batch continues. ``stop`` and ``on_start``: see
+    message) are reported and the batch continues. ``stop``, ``on_start`` and ``io_workers``: see
     :func:`ctdenoise.jobs.runner.process_jobs`; an interrupted run still writes ``report.json`` and returns
     with ``report.interrupted`` set (interrupted while looking for series: nothing is written and the
     report lists no series).
@@ -114,7 +115,7 @@ def run_batch(
             process_jobs(
                 jobs, out_dir, load_model, report, out_dir / REPORT_FILE, settings=settings,
                 output_format=output_format, overwrite=overwrite, on_series_done=on_series_done, progress=progress,
-                compression=compression, if_changed=if_changed, stop=stop, on_start=on_start,
+                compression=compression, if_changed=if_changed, stop=stop, on_start=on_start, io_workers=io_workers,
             )
             write_text_atomic(out_dir / REPORT_FILE, report.to_json())
     return report

@@ -14,10 +14,12 @@ class SeriesPrefetcher:
     """Reads series ahead in one background thread: while series k is denoised, series k + 1 is read.
 
     :meth:`read` returns the volume of a job in ``jobs`` (read errors are raised there, in the caller's
-    thread, exactly as :func:`read_volume` raises them) and starts reading the job after it.
+    thread, exactly as :func:`read_volume` raises them) and starts reading the job after it. ``io_workers``
+    is :func:`read_volume`'s ``workers`` (None: one process per available core).
     """
 
-    def __init__(self, jobs: Sequence[BatchJob]) -> None:
+    def __init__(self, jobs: Sequence[BatchJob], io_workers: int | None = None) -> None:
+        self._io_workers = io_workers
         self._next = {a.key: b for a, b in zip(jobs, jobs[1:])}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctdenoise-read")
         self._futures: dict[str, Future[Volume]] = {}
@@ -32,7 +34,7 @@ class SeriesPrefetcher:
     def _read_collecting(self, job: BatchJob) -> Volume:
         with collect_warnings() as raised:
             try:
-                return read_volume(job.ref)
+                return read_volume(job.ref, workers=self._io_workers)
             finally:
                 self._warnings[job.key] = raised
 

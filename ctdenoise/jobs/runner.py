@@ -81,6 +81,7 @@ def process_jobs(
     if_changed: str = "redo",
     stop: StopSignals | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    io_workers: int | None = None,
 ) -> BatchReport:
     """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
     ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
@@ -91,7 +92,8 @@ def process_jobs(
     gets its manifest record (:mod:`ctdenoise.jobs.manifest`). ``on_start(series, slices)`` is called once
     with the work to do. ``stop`` is checked before each series and after each batch of slices: a stop (or
     KeyboardInterrupt) abandons the current series (its staging folder is removed), lists every job not
-    finished as "pending", sets ``report.interrupted`` and returns.
+    finished as "pending", sets ``report.interrupted`` and returns. ``io_workers``: the processes that read
+    and write each DICOM series' files (:class:`ctdenoise.jobs.series.Derivation`; None: one per core).
     """
     decisions = {job.key: decide_resume(job, out_dir, overwrite=overwrite, if_changed=if_changed) for job in jobs}
     todo = [job for job in jobs if decisions[job.key].redo]
@@ -99,13 +101,13 @@ def process_jobs(
         on_start(len(todo), sum(count_slices(job.ref) or 0 for job in todo))
     model: torch.nn.Module | None = None
     label = ""
-    prefetcher = SeriesPrefetcher(todo)
+    prefetcher = SeriesPrefetcher(todo, io_workers)
     prepared: list[Derivation] = []
 
     def derivation_once() -> Derivation:
         if not prepared:
             prepared.append(prepare_derivation(model, label, settings, output_format=output_format,
-                                               compression=compression))
+                                               compression=compression, io_workers=io_workers))
         return prepared[0]
 
     def tick(slices: int) -> None:

@@ -28,9 +28,10 @@ from ctdenoise.registry import derived_series_texts
 class Derivation:
     """How a run derives its series: ``runner`` (``model`` prepared for ``settings``), ``model`` and its
     ``label`` for the provenance texts (:func:`ctdenoise.registry.derived_series_texts`), the
-    ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression`` and ``derived_uid``:
+    ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression``, ``derived_uid``:
     None for new random derived UIDs, or a function from a source UID to its derived UID (the node's
-    deterministic UIDs)."""
+    deterministic UIDs), and ``io_workers``: the processes that decode and encode a DICOM series' files
+    (:func:`ctdenoise.io.pool.resolve_workers`; None: one per available core, 1: in this process)."""
 
     runner: torch.nn.Module
     model: torch.nn.Module
@@ -39,6 +40,7 @@ class Derivation:
     output_format: str = "same"
     compression: str = "none"
     derived_uid: Callable[[str], str] | None = None
+    io_workers: int | None = None
 
 
 def prepare_derivation(
@@ -49,11 +51,12 @@ def prepare_derivation(
     output_format: str = "same",
     compression: str = "none",
     derived_uid: Callable[[str], str] | None = None,
+    io_workers: int | None = None,
 ) -> Derivation:
     """The :class:`Derivation` of ``model`` (labelled ``model_label``), the model prepared once for
     ``settings`` (:func:`ctdenoise.inference.prepare_for_settings`; its errors are raised here)."""
     runner = prepare_for_settings(model, settings)
-    return Derivation(runner, model, model_label, settings, output_format, compression, derived_uid)
+    return Derivation(runner, model, model_label, settings, output_format, compression, derived_uid, io_workers)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ def denoise_series(
     read: Callable[[SeriesRef], Volume] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> DenoisedSeries:
-    """Read the series ``ref`` (with ``read``, default :func:`ctdenoise.io.read_volume`), denoise it while
+    """Read the series ``ref`` (with ``read``, default :func:`ctdenoise.io.read_volume` with the derivation's
+    ``io_workers``), denoise it while
     writing the finished slices (:func:`ctdenoise.jobs.overlap.denoise_while_writing`) and publish it as the
     folder ``target`` in one rename (:func:`ctdenoise.io.atomic_write_dir`; a non-empty ``target`` is
     replaced only with ``overwrite``). DICOM output is the derived series' files in ``target``; an image
@@ -89,13 +93,14 @@ def denoise_series(
     raised; ``progress(slices)`` is called after each batch of slices and may raise to stop."""
     target = Path(target)
     with atomic_write_dir(target, overwrite=overwrite) as staging:
-        volume = read(ref) if read is not None else read_volume(ref)
+        volume = read(ref) if read is not None else read_volume(ref, workers=derivation.io_workers)
         noise_before = estimate_noise_hu(volume.hu)
         settings = resolve_strength(derivation.settings, volume.hu, noise_before)
         suffix, description = derived_series_texts(derivation.model, derivation.label, settings.strength)
         is_dicom_output = derivation.output_format == "dicom" or (
             derivation.output_format == "same" and bool(volume.dicom_datasets))
-        dicom_only = {"compression": derivation.compression, "derived_uid": derivation.derived_uid}
+        dicom_only = {"compression": derivation.compression, "derived_uid": derivation.derived_uid,
+                      "workers": derivation.io_workers}
         noise_after: list[float | None] = []
 
         def write(hu: np.ndarray, slice_ready: Callable[[int], None]) -> list[Path]:

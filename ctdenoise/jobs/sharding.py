@@ -70,7 +70,7 @@ def partial_report_name(rank: int) -> str:
 def rank_settings(settings: InferenceSettings, info: RankInfo) -> InferenceSettings:
     """``settings`` with ``auto``/``cuda`` pinned to the GPU of this rank's ``LOCAL_RANK`` when CUDA exists
     (the CPU-only onnxruntime backend is left on the CPU)."""
-    if settings.device in ("auto", "cuda") and settings.backend == "torch" and torch.cuda.is_available():
+    if settings.device in ("auto", "cuda") and settings.backend != "onnxruntime" and torch.cuda.is_available():
         return replace(settings, device=f"cuda:{info.local_rank % torch.cuda.device_count()}")
     return settings
 
@@ -90,6 +90,7 @@ def run_batch_distributed(
     if_changed: str = "redo",
     stop: StopSignals | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    io_workers: int | None = None,
 ) -> BatchReport:
     """:func:`ctdenoise.jobs.batch.run_batch` for one rank of a torchrun job; every rank returns the merged report.
 
@@ -116,6 +117,7 @@ def run_batch_distributed(
                     mine, out_dir, load_model, partial, partial_path, settings=rank_settings(settings, info),
                     output_format=output_format, overwrite=overwrite, on_series_done=on_series_done, progress=progress,
                     compression=compression, if_changed=if_changed, stop=stop, on_start=on_start,
+                    io_workers=io_workers,
                 )
             finally:
                 write_text_atomic(partial_path, partial.to_json())

@@ -17,16 +17,16 @@ from pathlib import Path
 import torch
 from pydicom.uid import generate_uid
 
-from ctdenoise.inference import InferenceSettings
+from ctdenoise.inference import InferenceSettings, resolve_backend
 from ctdenoise.io import atomic_write_dir, find_series
 from ctdenoise.jobs.series import denoise_series, prepare_derivation
 
 
 def derivation_key(model_label: str, settings: InferenceSettings) -> str:
     """What identifies a derivation: the model (name and weights hash) and the settings that change pixels
-    (strength, precision, backend)."""
+    (strength, precision, and the backend that runs: ``auto`` is resolved, :func:`resolve_backend`)."""
     return json.dumps({"model": model_label, "strength": settings.strength, "precision": settings.precision,
-                       "backend": settings.backend}, sort_keys=True)
+                       "backend": resolve_backend(settings)}, sort_keys=True)
 
 
 def derived_uid_for(key: str) -> Callable[[str], str]:
@@ -40,12 +40,14 @@ def derived_uid_for(key: str) -> Callable[[str], str]:
 
 class SeriesDenoiser:
     """Denoises spooled series with ``model`` (labelled ``model_label`` in the outputs), prepared once for
-    ``settings`` when the denoiser is made, so a model that cannot run fails before the node listens."""
+    ``settings`` when the denoiser is made, so a model that cannot run fails before the node listens;
+    ``io_workers`` decode and encode the files (:class:`ctdenoise.jobs.series.Derivation`)."""
 
-    def __init__(self, model: torch.nn.Module, model_label: str, settings: InferenceSettings) -> None:
+    def __init__(self, model: torch.nn.Module, model_label: str, settings: InferenceSettings,
+                 io_workers: int | None = None) -> None:
         self.derived_uid = derived_uid_for(derivation_key(model_label, settings))
         self.derivation = prepare_derivation(model, model_label, settings, output_format="dicom",
-                                             derived_uid=self.derived_uid)
+                                             derived_uid=self.derived_uid, io_workers=io_workers)
 
     def __call__(self, instances: Path, out_dir: Path) -> int:
         """Denoise every series found in the folder ``instances`` and publish the derived files atomically as
