@@ -39,12 +39,12 @@ from series import add_data_arguments, build_series, data_fields
 QUICK = {"slices": 4, "repeats": 1}
 
 
-def read_series(folder: Path, workers: int | None):
+def read_series(folder: Path, workers: int | None = None):
     (ref,) = find_series(folder)
     return read_volume(ref, workers=workers)
 
 
-def write_series(volume, hu, folder: Path, workers: int | None) -> None:
+def write_series(volume, hu, folder: Path, workers: int | None = None) -> None:
     write_volume(volume, hu, folder, format="dicom", series_description_suffix="benchmark",
                  derivation_description="ctdenoise benchmark", workers=workers)
 

@@ -44,7 +44,8 @@ from common import (
     ReferenceForward, cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, timed, write_json,
 )
 from ctdenoise.evaluate.methods import NLM_SETTINGS, bm3d_available, classical_method
-from ctdenoise.inference import DEFAULT_BATCH_SIZE, InferenceSettings, denoise_hu, prepare_for_settings, resolve_device
+from ctdenoise.inference import (DEFAULT_BATCH_SIZE, InferenceSettings, denoise_hu, prepare_for_settings,
+                                 resolve_backend, resolve_device)
 from ctdenoise.intensity import hu_to_unit
 from end_to_end import read_series
 from series import add_data_arguments, build_series, data_fields
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     model = model.to(device).eval()
     settings = InferenceSettings(device=args.device)
     batch = DEFAULT_BATCH_SIZE[device.type]
+    backend = resolve_backend(settings)  # the CLI's default engine here: the CLI and the in-process model both use it
     skipped = [] if bm3d_available() else [{"method": "bm3d", "reason": BM3D_MISSING}]
     if skipped:
         print(BM3D_MISSING)
@@ -127,10 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         denoise_hu(runner, hu[:batch], settings)  # warm-up calls, not timed
         reference_over(reference, hu[:batch], batch, device)
         methods: dict[str, tuple[str, int, Callable[[], object] | None, dict[str, object]]] = {
-            "ctdenoise_cli": ("ctdenoise denoise in a new process, default settings (read, compute, write)", data.slices,
-                              None, {"processes": 1, "torch_threads": torch.get_num_threads()}),
-            "ctdenoise_model": (f"ctdenoise's prepared model in process, batch {batch}", data.slices,
-                                lambda: denoise_hu(runner, hu, settings), {"batch_size": batch}),
+            "ctdenoise_cli": (f"ctdenoise denoise in a new process, default settings ({backend}; read, compute, write)",
+                              data.slices, None, {"processes": 1, "torch_threads": torch.get_num_threads(),
+                                                  "backend": backend}),
+            "ctdenoise_model": (f"ctdenoise's prepared model in process ({backend}), batch {batch}", data.slices,
+                                lambda: denoise_hu(runner, hu, settings), {"batch_size": batch, "backend": backend}),
             "reference_forward": (f"public CLIPDenoising forward (fp32 eager, layer4 discarded), batch {batch}",
                                   data.slices, lambda: reference_over(reference, hu, batch, device), {"batch_size": batch}),
             "nlm": (f"scikit-image denoise_nl_means, {args.processes} processes, compute only", data.slices,
