@@ -8,7 +8,6 @@ of slices: a 512x512x600 series is processed in ``ceil(600 / batch_size)`` indep
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ import torch
 from ctdenoise.accelerate import InferenceModel, prepare_model
 from ctdenoise.errors import ConfigError, InputError
 from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.onnx_runtime import onnxruntime_installed
 from ctdenoise.strength_table import StrengthTable
 from ctdenoise.transfer import BatchTransfer
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
@@ -100,11 +100,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", f"{name!r} was requested but no CUDA device is available")
     return torch.device(name)
-
-
-def onnxruntime_installed() -> bool:
-    """Whether the optional ONNX Runtime backend can run here (``onnxruntime`` and PyTorch's exporter's ``onnx``)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
 def resolve_backend(settings: InferenceSettings) -> str:

@@ -10,6 +10,8 @@ from or written to disk: no user-supplied file is ever deserialised.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import warnings
 from typing import Any
@@ -21,15 +23,21 @@ from ctdenoise.errors import ConfigError
 
 ONNX_OPSET = 17
 INSTALL_HINT = 'pip install "ctdenoise[onnx]" (onnxruntime and onnx)'
+#: The packages the backend needs: ONNX Runtime, and onnx for PyTorch's exporter.
+REQUIRED_PACKAGES = ("onnx", "onnxruntime")
+
+
+def onnxruntime_installed() -> bool:
+    """Whether the backend can run here: every one of :data:`REQUIRED_PACKAGES` is importable (found, not imported)."""
+    return all(importlib.util.find_spec(name) is not None for name in REQUIRED_PACKAGES)
 
 
 def _import_onnxruntime() -> Any:
     try:
-        import onnx  # noqa: F401 - PyTorch's ONNX exporter needs it
-        import onnxruntime
+        modules = {name: importlib.import_module(name) for name in REQUIRED_PACKAGES}
     except ImportError as error:
         raise ConfigError("backend", f"the onnxruntime backend needs the {error.name} package: {INSTALL_HINT}") from None
-    return onnxruntime
+    return modules["onnxruntime"]
 
 
 class OnnxRuntimeForward:
