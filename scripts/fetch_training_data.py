@@ -136,19 +136,26 @@ def invesalius_volume(deb: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.ascontiguousarray(zyx.transpose(2, 1, 0)), affine, record
 
 
+def write_slab(folder: Path, stem: str, slab: np.ndarray, affine: np.ndarray, start: int) -> Path:
+    """Write ``slab`` (x, y, z), slices ``start ...`` of the volume whose slice 0 lies at ``affine``, as the NIfTI
+    file ``folder/<stem>_z<first>-<last>.nii.gz`` (its affine moved to slice ``start``); the path written."""
+    shifted = affine.copy()
+    shifted[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, start]) + affine[:3, 3]
+    target = folder / f"{stem}_z{start:03d}-{start + slab.shape[2] - 1:03d}.nii.gz"
+    nib.save(nib.Nifti1Image(slab, shifted), target)
+    print(f"wrote {target} ({slab.shape[2]} slices, {slab.shape[0]}x{slab.shape[1]})")
+    return target
+
+
 def write_parts(out: Path, name: str, hu: np.ndarray, affine: np.ndarray, split: Split) -> dict:
     """Write the training parts and the validation block of ``hu`` (x, y, z) as NIfTI; the ranges written."""
     written = {"train": [], "validation": list(split.validation)}
     for folder, ranges in ((name, split.train), (f"{name}_validation", (split.validation,))):
         (out / folder).mkdir(parents=True, exist_ok=True)
         for start, end in ranges:
-            shifted = affine.copy()
-            shifted[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, start]) + affine[:3, 3]
-            target = out / folder / f"{name}_z{start:03d}-{end - 1:03d}.nii.gz"
-            nib.save(nib.Nifti1Image(hu[:, :, start:end], shifted), target)
+            write_slab(out / folder, name, hu[:, :, start:end], affine, start)
             if folder == name:
                 written["train"].append([start, end])
-            print(f"wrote {target} ({end - start} slices)")
     return written
 
 
@@ -171,12 +178,8 @@ def write_upsampled_training_part(out: Path, name: str, hu: np.ndarray, affine: 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for start, end in split.train:
-        part, part_affine = upsampled_in_plane(hu[:, :, start:end], affine, factor)
-        part_affine[:3, 3] = part_affine[:3, :3] @ np.array([0.0, 0.0, start]) + part_affine[:3, 3]
-        target = folder / f"{name}_x{factor}_z{start:03d}-{end - 1:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(part, part_affine), target)
+        write_slab(folder, f"{name}_x{factor}", *upsampled_in_plane(hu[:, :, start:end], affine, factor), start)
         written.append([start, end])
-        print(f"wrote {target} ({end - start} slices, {part.shape[0]}x{part.shape[1]})")
     return {"folder": folder.name, "factor": factor, "interpolation": "cubic spline (scipy.ndimage.zoom order 3)",
             "train": written}
 
