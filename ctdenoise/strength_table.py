@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 
 from ctdenoise.errors import ModelError
+from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.registry import recorded_tensors_sha256
 
 STRENGTH_TABLE_FILE = "strength.json"
@@ -138,10 +137,6 @@ def write_strength_table(
                "points": [[round(n, 3), round(s, 3)] for n, s in table.points],
                "fitted_on": fitted_on, "command": command}
     StrengthTable(tuple(tuple(p) for p in payload["points"]), table.tensors_sha256, str(path))  # still valid rounded
-    tmp = directory / f".{STRENGTH_TABLE_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = json.dumps(payload, indent=2) + "\n"
+    atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

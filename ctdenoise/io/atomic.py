@@ -1,8 +1,10 @@
 """Atomic publication of output files and folders, and the rule that outputs never overwrite inputs.
 
-Everything is first written into a hidden temporary folder next to the target (same file
+Everything is first written into a hidden temporary file or folder next to the target (same file
 system), then moved into place with ``os.replace``; a crash or an exception leaves either the
-old target or the complete new one, plus at worst a hidden ``.<name>.partial-*`` folder.
+old target or the complete new one, plus at worst a hidden ``.<name>.partial-*`` file or folder.
+Temporary files and folders are created with the process's umask (as ``open``/``mkdir`` would create the
+target), never the owner-only mode of :mod:`tempfile`, so a published output is as readable as any other.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,13 +48,54 @@ def refuse_inputs(target: Path, inputs: Iterable[Path]) -> None:
             raise OutputError(target, f"refusing to write over the input {source} (same file)")
 
 
+def _partial_name(target: Path) -> Path:
+    """A new hidden name next to ``target`` (same file system, so os.replace is atomic)."""
+    return target.with_name(f".{target.name}.partial-{uuid.uuid4().hex}")
+
+
 def _staging_dir(target: Path) -> Path:
-    """A new hidden temporary folder next to ``target`` (same file system, so os.replace is atomic)."""
+    """A new hidden temporary folder next to ``target``, with the permissions ``mkdir`` gives under the umask."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        staging = _partial_name(target)
+        staging.mkdir()
+        return staging
     except OSError as exc:
         raise output_os_error(target, exc, "cannot create output folder") from None
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (it survives a power cut once this returns)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_file(path: Path, write: Callable[[Path], object], *, durable: bool = False) -> None:
+    """Call ``write(tmp)`` to create a hidden temporary file next to ``path``, fsync it and rename it onto ``path``.
+
+    A reader sees the old ``path`` or the complete new one, never a part; if ``write`` or the rename raises,
+    the temporary file is removed, ``path`` is untouched and the error propagates (OSError as raised).
+    ``durable=True`` also fsyncs the folder, so the rename itself survives a power cut.
+    """
+    path = Path(path)
+    tmp = _partial_name(path)
+    try:
+        with open(tmp, "xb"):
+            pass
+        umask_mode = stat.S_IMODE(os.stat(tmp).st_mode)  # what the umask gives a new file
+        write(tmp)
+        os.chmod(tmp, umask_mode)  # some writers (safetensors' save_file) make owner-only files
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
 
 
 @contextmanager

@@ -10,14 +10,13 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
 from ctdenoise.errors import OutputError
-from ctdenoise.io.atomic import output_os_error
+from ctdenoise.io.atomic import atomic_write_file, output_os_error
 
 LOCK_FILE = ".ctdenoise.lock"
 #: Names of the staging folders/files of ``atomic_write_dir`` and of this module, left behind only by a kill.
@@ -83,20 +82,12 @@ def remove_stale_partials(out_dir: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``, fsynced."""
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
+    """Write ``text`` to ``path`` atomically and fsynced (:func:`ctdenoise.io.atomic.atomic_write_file`);
+    an OSError becomes the OutputError that names ``path``."""
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise output_os_error(path, exc, "cannot write") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def check_output_outside_inputs(out_dir: Path, inputs: Sequence[Path]) -> None:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from torch import Tensor
 import ctdenoise
 from ctdenoise.errors import CheckpointError, ConfigError
 from ctdenoise.intensity import HU_MAX, HU_MIN
+from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.model.config import ModelConfig
 from ctdenoise.model.denoiser import PAD_MULTIPLE, CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, encoder_weights_sha256, resolve_clip_weights
@@ -87,10 +85,10 @@ def save_checkpoint(
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory}: training_summary is not JSON-serialisable: {exc}") from exc
     tensors_path = directory / TENSORS_FILE
-    _write_atomically(tensors_path, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_file(tensors_path, lambda tmp: save_file(tensors, str(tmp)))
     config["tensors"]["sha256"] = _file_sha256(tensors_path)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _write_atomically(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_file(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return directory
 
 
@@ -271,17 +269,3 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``target``, fsync it, rename it onto ``target``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -24,7 +24,8 @@ from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage
 from pydicom.uid import ExplicitVRLittleEndian
 
 from ctdenoise.errors import ConfigError
-from ctdenoise.serve.spool import durable_write, fsync_dir, uid_hash
+from ctdenoise.io.atomic import fsync_dir
+from ctdenoise.serve.spool import durable_write, uid_hash
 
 #: C-STORE statuses that mean "stored": success and the warnings of PS3.4 B.2.3 (coercion, elements discarded).
 STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})

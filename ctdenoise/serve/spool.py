@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ctdenoise.errors import CTDenoiseError
+from ctdenoise.io.atomic import atomic_write_file, fsync_dir
 from ctdenoise.jobs.outdir import exclusive_flock
 
 STAGES = ("receiving", "closed", "derived")
@@ -94,28 +95,9 @@ class EntryState:
         return json.dumps(asdict(self), indent=2)
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def durable_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder: write, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    """Write ``data`` to ``path`` atomically and durably: write, fsync, rename, fsync the folder."""
+    atomic_write_file(path, lambda tmp: tmp.write_bytes(data), durable=True)
 
 
 def tree_bytes(root: Path) -> int:
