@@ -390,7 +390,7 @@ def write_derived_dicom(
 
     ``slice_ready(k)``, when given, is called before slice ``k`` of ``hu`` is first read (before the
     whole array for Enhanced CT) and may block until that slice has been computed: the files are then
-    written while ``hu`` is still being filled (:mod:`ctdenoise.overlap`).
+    written while ``hu`` is still being filled (:mod:`ctdenoise.jobs.overlap`).
 
     ``derived_uid(source_uid)``, when given, returns the UID of the derived object for a source
     SOPInstanceUID and the derived SeriesInstanceUID for the source SeriesInstanceUID (instead of new
