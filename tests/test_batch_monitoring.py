@@ -18,6 +18,7 @@ import pydicom
 import pytest
 
 from ctdenoise.jobs.batch import run_batch
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.cli import EXIT_OK, build_parser, main
 from ctdenoise.registry import load_model
 
@@ -60,9 +61,10 @@ def test_the_run_announces_the_slices_it_has_to_do(build_series, tiny_checkpoint
     def load():
         return load_model(str(tiny_checkpoint)), "tiny"
 
-    report = run_batch([tmp_path / "in"], tmp_path / "out", load, on_start=lambda *work: announced.append(work))
+    options = BatchOptions(on_start=lambda *work: announced.append(work))
+    report = run_batch([tmp_path / "in"], tmp_path / "out", load, options)
     assert announced == [(2, 5)] and report.totals()["slices"] == 5
-    run_batch([tmp_path / "in"], tmp_path / "out", load, on_start=lambda *work: announced.append(work))
+    run_batch([tmp_path / "in"], tmp_path / "out", load, options)
     assert announced[-1] == (0, 0)  # everything up to date
 
 

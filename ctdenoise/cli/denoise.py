@@ -13,6 +13,7 @@ from ctdenoise.cli.batch_log import finish, log_series_result
 from ctdenoise.inference import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.jobs.batch import run_batch
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.interrupt import stop_on_signals
 from ctdenoise.jobs.report import REPORT_FILE
 from ctdenoise.jobs.resume import IF_CHANGED_CHOICES
@@ -136,20 +137,15 @@ def run(args: argparse.Namespace) -> int:
     rank = RankInfo.from_env()  # set under torchrun: this process denoises its share of the series
     with stop_on_signals() as stop:
         try:
+            options = BatchOptions(
+                settings=settings, output_format=args.output_format, compression=args.compression,
+                overwrite=args.overwrite, if_changed=args.if_changed, io_workers=args.io_workers, stop=stop,
+                on_start=on_start, progress=bar.update, on_series_done=log_series_result,
+            )
             if rank is not None and not args.dry_run:
-                report = run_batch_distributed(
-                    args.inputs, args.output, load, rank, settings=settings, output_format=args.output_format,
-                    overwrite=args.overwrite, on_series_done=log_series_result, progress=bar.update,
-                    compression=args.compression, if_changed=args.if_changed, stop=stop, on_start=on_start,
-                    io_workers=args.io_workers,
-                )
+                report = run_batch_distributed(args.inputs, args.output, load, rank, options)
             else:
-                report = run_batch(
-                    args.inputs, args.output, load, settings=settings, output_format=args.output_format,
-                    overwrite=args.overwrite, dry_run=args.dry_run, on_series_done=log_series_result,
-                    progress=bar.update, compression=args.compression, if_changed=args.if_changed, stop=stop,
-                    on_start=on_start, io_workers=args.io_workers,
-                )
+                report = run_batch(args.inputs, args.output, load, options, dry_run=args.dry_run)
         finally:
             bar.close()
     if args.dry_run and (rank is None or rank.rank == 0):

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from ctdenoise.inference import InferenceSettings
 from ctdenoise.io.discover import count_slices
 from ctdenoise.io.read_warnings import route_warnings
-from ctdenoise.jobs.interrupt import StopRequested, StopSignals, stop_name
+from ctdenoise.jobs.interrupt import StopRequested, stop_name
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remove_stale_partials, write_text_atomic
 from ctdenoise.jobs.plan import (
     BatchJob,
@@ -45,15 +45,12 @@ from ctdenoise.jobs.resume import decide_resume
 from ctdenoise.jobs.runner import process_jobs
 
 
-def dry_run_report(
-    jobs: Sequence[BatchJob], out_dir: Path, output_format: str, problems: list[str], *, overwrite: bool,
-    if_changed: str,
-) -> BatchReport:
-    """What a run would do: "planned" series with their slice counts (and the change that makes them redone),
-    earlier results as "skipped" or "changed"; nothing is loaded or written."""
-    report = BatchReport(model="(not loaded: dry run)", output_format=output_format, discovery_problems=problems)
+def dry_run_report(jobs: Sequence[BatchJob], out_dir: Path, problems: list[str], options: BatchOptions) -> BatchReport:
+    """What a run with ``options`` would do: "planned" series with their slice counts (and the change that makes
+    them redone), earlier results as "skipped" or "changed"; nothing is loaded or written."""
+    report = BatchReport(model="(not loaded: dry run)", output_format=options.output_format, discovery_problems=problems)
     for job in jobs:
-        decision = decide_resume(job, out_dir, overwrite=overwrite, if_changed=if_changed)
+        decision = decide_resume(job, out_dir, overwrite=options.overwrite, if_changed=options.if_changed)
         if decision.redo:
             report.series.append(SeriesResult(job.key, job_input(job), "planned", slices=count_slices(job.ref),
                                               change=decision.change, warnings=series_warnings(job, [])))
@@ -66,31 +63,22 @@ def run_batch(
     inputs: Sequence[Path],
     out_dir: Path,
     load_model: Callable[[], tuple[torch.nn.Module, str]],
+    options: BatchOptions = BatchOptions(),
     *,
-    settings: InferenceSettings = InferenceSettings(),
-    output_format: str = "same",
-    overwrite: bool = False,
     dry_run: bool = False,
-    on_series_done: Callable[[SeriesResult], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-    compression: str = "none",
-    if_changed: str = "redo",
-    stop: StopSignals | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    io_workers: int | None = None,
 ) -> BatchReport:
     """Denoise every series under ``inputs`` into ``out_dir`` and write ``out_dir/report.json``.
 
     ``load_model`` returns (model, label); it is called once, and only if some series needs work.
-    ``dry_run`` lists what would be done (:func:`dry_run_report`) without loading the model or writing.
-    ``compression`` (none|rle|jpeg-ls|jpeg2000) encodes derived DICOM pixels losslessly (image files ignore it).
+    ``options`` (:class:`ctdenoise.jobs.options.BatchOptions`): how series are denoised and written, and the
+    callbacks. ``dry_run`` lists what would be done (:func:`dry_run_report`) without loading the model or writing.
     Inputs may be folders, files, .zip archives and DICOMDIR files (:func:`ctdenoise.jobs.plan.plan_jobs`).
     Before anything is written, InputError for an input that does not exist, holds no CT series or is an
     unsafe or damaged archive, and OutputError for an OUTDIR inside an input or in use by another run.
     A series already published is skipped when its input is unchanged, redone when it changed
-    (``if_changed="redo"``) or reported as "changed" (``"report"``); ``overwrite`` redoes every one.
+    (``options.if_changed="redo"``) or reported as "changed" (``"report"``); ``options.overwrite`` redoes every one.
     Errors of one series (:class:`CTDenoiseError`, or an unexpected exception, recorded by type and
-    message) are reported and the batch continues. ``stop``, ``on_start`` and ``io_workers``: see
+    message) are reported and the batch continues. A stop (``options.stop``): see
     :func:`ctdenoise.jobs.runner.process_jobs`; an interrupted run still writes ``report.json`` and returns
     with ``report.interrupted`` set (interrupted while looking for series: nothing is written and the
     report lists no series).
@@ -102,20 +90,16 @@ def run_batch(
     check_output_outside_inputs(out_dir, inputs)
     with ExitStack() as workspace, route_warnings():
         try:
-            with stop.immediate() if stop is not None else nullcontext():
+            with options.stop.immediate() if options.stop is not None else nullcontext():
                 jobs, failures, problems = plan_jobs(inputs, workspace)
         except (StopRequested, KeyboardInterrupt) as stopped:
-            return BatchReport(model="", output_format=output_format, interrupted=stop_name(stopped))
+            return BatchReport(model="", output_format=options.output_format, interrupted=stop_name(stopped))
         raise_for_unusable_inputs(failures)
         if dry_run:
-            return dry_run_report(jobs, out_dir, output_format, problems, overwrite=overwrite, if_changed=if_changed)
+            return dry_run_report(jobs, out_dir, problems, options)
         with output_lock(out_dir):
             remove_stale_partials(out_dir)
-            report = BatchReport(model="", output_format=output_format, discovery_problems=problems)
-            process_jobs(
-                jobs, out_dir, load_model, report, out_dir / REPORT_FILE, settings=settings,
-                output_format=output_format, overwrite=overwrite, on_series_done=on_series_done, progress=progress,
-                compression=compression, if_changed=if_changed, stop=stop, on_start=on_start, io_workers=io_workers,
-            )
+            report = BatchReport(model="", output_format=options.output_format, discovery_problems=problems)
+            process_jobs(jobs, out_dir, load_model, report, out_dir / REPORT_FILE, options)
             write_text_atomic(out_dir / REPORT_FILE, report.to_json())
     return report

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from ctdenoise.errors import CTDenoiseError, OutputError, OutputStorageError
-from ctdenoise.inference import InferenceSettings
 from ctdenoise.io import Volume
 from ctdenoise.io.discover import count_slices
 from ctdenoise.io.read_warnings import without_force_advice
-from ctdenoise.jobs.interrupt import StopRequested, StopSignals, stop_name
+from ctdenoise.jobs.interrupt import StopRequested, stop_name
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.manifest import manifest_path, manifest_text, remove_manifest, source_record
 from ctdenoise.jobs.outdir import check_inside, remove_empty_parents, write_text_atomic
 from ctdenoise.jobs.plan import BatchJob, job_input, series_warnings
@@ -71,17 +71,7 @@ def process_jobs(
     load_model: Callable[[], tuple[torch.nn.Module, str]],
     report: BatchReport,
     report_path: Path,
-    *,
-    settings: InferenceSettings,
-    output_format: str,
-    overwrite: bool,
-    on_series_done: Callable[[SeriesResult], None] | None,
-    progress: Callable[[int], None] | None,
-    compression: str = "none",
-    if_changed: str = "redo",
-    stop: StopSignals | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    io_workers: int | None = None,
+    options: BatchOptions,
 ) -> BatchReport:
     """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
     ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
@@ -89,30 +79,31 @@ def process_jobs(
     background.
 
     Which jobs are redone is :func:`ctdenoise.jobs.resume.decide_resume`'s choice; each published series
-    gets its manifest record (:mod:`ctdenoise.jobs.manifest`). ``on_start(series, slices)`` is called once
-    with the work to do. ``stop`` is checked before each series and after each batch of slices: a stop (or
-    KeyboardInterrupt) abandons the current series (its staging folder is removed), lists every job not
-    finished as "pending", sets ``report.interrupted`` and returns. ``io_workers``: the processes that read
-    and write each DICOM series' files (:class:`ctdenoise.jobs.series.Derivation`; None: one per core).
+    gets its manifest record (:mod:`ctdenoise.jobs.manifest`). ``options.on_start(series, slices)`` is called
+    once with the work to do. ``options.stop`` is checked before each series and after each batch of slices: a
+    stop (or KeyboardInterrupt) abandons the current series (its staging folder is removed), lists every job
+    not finished as "pending", sets ``report.interrupted`` and returns.
     """
-    decisions = {job.key: decide_resume(job, out_dir, overwrite=overwrite, if_changed=if_changed) for job in jobs}
+    stop = options.stop
+    decisions = {job.key: decide_resume(job, out_dir, overwrite=options.overwrite, if_changed=options.if_changed)
+                 for job in jobs}
     todo = [job for job in jobs if decisions[job.key].redo]
-    if on_start is not None:
-        on_start(len(todo), sum(count_slices(job.ref) or 0 for job in todo))
+    if options.on_start is not None:
+        options.on_start(len(todo), sum(count_slices(job.ref) or 0 for job in todo))
     model: torch.nn.Module | None = None
     label = ""
-    prefetcher = SeriesPrefetcher(todo, io_workers)
+    prefetcher = SeriesPrefetcher(todo, options.io_workers)
     prepared: list[Derivation] = []
 
     def derivation_once() -> Derivation:
         if not prepared:
-            prepared.append(prepare_derivation(model, label, settings, output_format=output_format,
-                                               compression=compression, io_workers=io_workers))
+            prepared.append(prepare_derivation(model, label, options.settings, output_format=options.output_format,
+                                               compression=options.compression, io_workers=options.io_workers))
         return prepared[0]
 
     def tick(slices: int) -> None:
-        if progress is not None:
-            progress(slices)
+        if options.progress is not None:
+            options.progress(slices)
         if stop is not None:
             stop.check()
 
@@ -130,7 +121,7 @@ def process_jobs(
                 remove_manifest(out_dir, job.key)
                 try:
                     source = source_record(job.ref)
-                    result = denoise_job(job, out_dir, derivation_once, overwrite=overwrite or decision.replaces_output,
+                    result = denoise_job(job, out_dir, derivation_once, overwrite=options.overwrite or decision.replaces_output,
                                          progress=tick, read=prefetcher.read)
                 except OutputStorageError as error:  # full or read-only output: every further series would fail
                     report.series.append(SeriesResult(job.key, job_input(job), "failed", error=str(error)))
@@ -154,8 +145,8 @@ def process_jobs(
                         write_text_atomic(record, manifest_text(source, asdict(result)))
             report.series.append(result)
             write_text_atomic(report_path, report.to_json())
-            if on_series_done is not None:
-                on_series_done(result)
+            if options.on_series_done is not None:
+                options.on_series_done(result)
     except (StopRequested, KeyboardInterrupt) as stopped:
         report.interrupted = stop_name(stopped)
         listed = {s.key for s in report.series}

@@ -32,10 +32,10 @@ import torch.distributed as dist
 from ctdenoise.errors import OutputError
 from ctdenoise.inference import InferenceSettings
 from ctdenoise.io.read_warnings import route_warnings
-from ctdenoise.jobs.interrupt import StopSignals
 from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remove_stale_partials, write_text_atomic
 from ctdenoise.jobs.plan import BatchJob, check_inputs_exist, plan_jobs, raise_for_unusable_inputs
-from ctdenoise.jobs.report import REPORT_FILE, BatchReport, SeriesResult, merge_reports
+from ctdenoise.jobs.options import BatchOptions
+from ctdenoise.jobs.report import REPORT_FILE, BatchReport, merge_reports
 from ctdenoise.jobs.runner import process_jobs
 
 
@@ -80,17 +80,7 @@ def run_batch_distributed(
     out_dir: Path,
     load_model: Callable[[], tuple[torch.nn.Module, str]],
     info: RankInfo,
-    *,
-    settings: InferenceSettings = InferenceSettings(),
-    output_format: str = "same",
-    overwrite: bool = False,
-    on_series_done: Callable[[SeriesResult], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-    compression: str = "none",
-    if_changed: str = "redo",
-    stop: StopSignals | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    io_workers: int | None = None,
+    options: BatchOptions = BatchOptions(),
 ) -> BatchReport:
     """:func:`ctdenoise.jobs.batch.run_batch` for one rank of a torchrun job; every rank returns the merged report.
 
@@ -106,24 +96,20 @@ def run_batch_distributed(
         dist.init_process_group("gloo", rank=info.rank, world_size=info.world_size)
     try:
         with lock_on_rank_zero(out_dir, inputs, info), ExitStack() as workspace, route_warnings():
-            with stop.immediate() if stop is not None else nullcontext():
+            with options.stop.immediate() if options.stop is not None else nullcontext():
                 jobs, failures, problems = plan_jobs(inputs, workspace)
             raise_for_unusable_inputs(failures)  # every rank found the same, so every rank raises
             mine = shard_jobs(jobs, info.rank, info.world_size)
-            partial = BatchReport(model="", output_format=output_format)
+            partial = BatchReport(model="", output_format=options.output_format)
             partial_path = out_dir / partial_report_name(info.rank)
             try:
-                process_jobs(
-                    mine, out_dir, load_model, partial, partial_path, settings=rank_settings(settings, info),
-                    output_format=output_format, overwrite=overwrite, on_series_done=on_series_done, progress=progress,
-                    compression=compression, if_changed=if_changed, stop=stop, on_start=on_start,
-                    io_workers=io_workers,
-                )
+                rank_options = replace(options, settings=rank_settings(options.settings, info))
+                process_jobs(mine, out_dir, load_model, partial, partial_path, rank_options)
             finally:
                 write_text_atomic(partial_path, partial.to_json())
             gathered: list[BatchReport | None] = [None] * info.world_size
             dist.all_gather_object(gathered, partial)
-            report = merge_reports([r for r in gathered if r is not None], failures, problems, output_format)
+            report = merge_reports([r for r in gathered if r is not None], failures, problems, options.output_format)
             if info.rank == 0:
                 write_text_atomic(out_dir / REPORT_FILE, report.to_json())
                 for rank in range(info.world_size):

@@ -1,0 +1,41 @@
+"""What a batch run is asked to do besides its inputs, OUTDIR and model: one object for the folder batch
+(:mod:`~ctdenoise.jobs.batch`), a ``torchrun`` rank's share (:mod:`~ctdenoise.jobs.sharding`) and the job
+loop they share (:mod:`~ctdenoise.jobs.runner`), so the three cannot drift apart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ctdenoise.inference import InferenceSettings
+from ctdenoise.jobs.interrupt import StopSignals
+from ctdenoise.jobs.report import SeriesResult
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How every series of a run is denoised and written, and what the run reports while it goes.
+
+    * ``settings``: device, backend, precision, strength, ... (:class:`ctdenoise.inference.InferenceSettings`);
+    * ``output_format``: ``same`` (DICOM in, derived DICOM out; a volume file in, the same format out),
+      ``dicom``, ``nifti``, ``nrrd`` or ``mha``;
+    * ``compression`` (none|rle|jpeg-ls|jpeg2000): derived DICOM pixels encoded losslessly (image files ignore it);
+    * ``overwrite``: redo every series, published or not;
+    * ``if_changed``: a published series whose input changed since is redone (``redo``) or only reported
+      as "changed" (``report``);
+    * ``io_workers``: the processes that read and write each DICOM series' files (None: one per core);
+    * ``stop``: checked before each series and after each batch of slices (:mod:`ctdenoise.jobs.interrupt`);
+    * ``on_start(series, slices)``: called once with the work to do; ``progress(slices)``: after each batch
+      of slices; ``on_series_done(result)``: after each series' result is in the report.
+    """
+
+    settings: InferenceSettings = InferenceSettings()
+    output_format: str = "same"
+    compression: str = "none"
+    overwrite: bool = False
+    if_changed: str = "redo"
+    io_workers: int | None = None
+    stop: StopSignals | None = None
+    on_start: Callable[[int, int], None] | None = None
+    progress: Callable[[int], None] | None = None
+    on_series_done: Callable[[SeriesResult], None] | None = None
