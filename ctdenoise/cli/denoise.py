@@ -13,8 +13,8 @@ from ctdenoise.cli.batch_log import finish, log_series_result
 from ctdenoise.inference import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES, InferenceSettings
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.jobs.batch import run_batch
-from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.interrupt import stop_on_signals
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.report import REPORT_FILE
 from ctdenoise.jobs.resume import IF_CHANGED_CHOICES
 from ctdenoise.jobs.sharding import RankInfo, run_batch_distributed

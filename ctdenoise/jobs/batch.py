@@ -22,7 +22,7 @@ Guarantees (see README, "Reliability"):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -48,7 +48,8 @@ from ctdenoise.jobs.runner import process_jobs
 def dry_run_report(jobs: Sequence[BatchJob], out_dir: Path, problems: list[str], options: BatchOptions) -> BatchReport:
     """What a run with ``options`` would do: "planned" series with their slice counts (and the change that makes
     them redone), earlier results as "skipped" or "changed"; nothing is loaded or written."""
-    report = BatchReport(model="(not loaded: dry run)", output_format=options.output_format, discovery_problems=problems)
+    report = BatchReport(model="(not loaded: dry run)", output_format=options.output_format,
+                         discovery_problems=problems)
     for job in jobs:
         decision = decide_resume(job, out_dir, overwrite=options.overwrite, if_changed=options.if_changed)
         if decision.redo:
@@ -90,7 +91,7 @@ def run_batch(
     check_output_outside_inputs(out_dir, inputs)
     with ExitStack() as workspace, route_warnings():
         try:
-            with options.stop.immediate() if options.stop is not None else nullcontext():
+            with options.stop_immediately():
                 jobs, failures, problems = plan_jobs(inputs, workspace)
         except (StopRequested, KeyboardInterrupt) as stopped:
             return BatchReport(model="", output_format=options.output_format, interrupted=stop_name(stopped))

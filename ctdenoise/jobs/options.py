@@ -5,6 +5,7 @@ loop they share (:mod:`~ctdenoise.jobs.runner`), so the three cannot drift apart
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from ctdenoise.inference import InferenceSettings
@@ -39,3 +40,8 @@ class BatchOptions:
     on_start: Callable[[int, int], None] | None = None
     progress: Callable[[int], None] | None = None
     on_series_done: Callable[[SeriesResult], None] | None = None
+
+    def stop_immediately(self) -> AbstractContextManager[None]:
+        """A block in which a stop raises at once (:meth:`StopSignals.immediate`: while nothing is being
+        written, e.g. looking for series); a plain block when the run has no ``stop``."""
+        return self.stop.immediate() if self.stop is not None else nullcontext()

@@ -24,8 +24,8 @@ from ctdenoise.io import Volume
 from ctdenoise.io.discover import count_slices
 from ctdenoise.io.read_warnings import without_force_advice
 from ctdenoise.jobs.interrupt import StopRequested, stop_name
-from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.manifest import manifest_path, manifest_text, remove_manifest, source_record
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.outdir import check_inside, remove_empty_parents, write_text_atomic
 from ctdenoise.jobs.plan import BatchJob, job_input, series_warnings
 from ctdenoise.jobs.prefetch import SeriesPrefetcher
@@ -121,7 +121,8 @@ def process_jobs(
                 remove_manifest(out_dir, job.key)
                 try:
                     source = source_record(job.ref)
-                    result = denoise_job(job, out_dir, derivation_once, overwrite=options.overwrite or decision.replaces_output,
+                    result = denoise_job(job, out_dir, derivation_once,
+                                         overwrite=options.overwrite or decision.replaces_output,
                                          progress=tick, read=prefetcher.read)
                 except OutputStorageError as error:  # full or read-only output: every further series would fail
                     report.series.append(SeriesResult(job.key, job_input(job), "failed", error=str(error)))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def run_batch_distributed(
         dist.init_process_group("gloo", rank=info.rank, world_size=info.world_size)
     try:
         with lock_on_rank_zero(out_dir, inputs, info), ExitStack() as workspace, route_warnings():
-            with options.stop.immediate() if options.stop is not None else nullcontext():
+            with options.stop_immediately():
                 jobs, failures, problems = plan_jobs(inputs, workspace)
             raise_for_unusable_inputs(failures)  # every rank found the same, so every rank raises
             mine = shard_jobs(jobs, info.rank, info.world_size)
