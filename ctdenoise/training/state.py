@@ -10,7 +10,6 @@ is written under a temporary name and renamed, so a crash never leaves a half ch
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import Tensor
 
 from ctdenoise.errors import CheckpointError
 from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
+from ctdenoise.io.atomic import atomic_write_dir
 from ctdenoise.model import CLIPDenoiser, load_checkpoint, save_checkpoint
 
 STATE_FILE = "training_state.json"
@@ -52,12 +52,13 @@ def save_training_state(
     config: dict[str, Any],
     summary: dict[str, Any],
 ) -> Path:
-    """Write a complete, resumable checkpoint into ``directory`` (atomically) and return it."""
-    staging = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_model(model, staging, summary)
+    """Write a complete, resumable checkpoint into ``directory`` and return it.
+
+    The folder is built under a hidden temporary name and renamed onto ``directory``
+    (:func:`ctdenoise.io.atomic.atomic_write_dir`, replacing an older one), so a crash leaves the old
+    checkpoint or the complete new one.
+    """
     tensors, scalars = _split_optimizer_state(optimizer.state_dict())
-    save_file(tensors, str(staging / OPTIMIZER_FILE))
     state = {
         "format": STATE_FORMAT,
         "iteration": iteration,
@@ -65,9 +66,10 @@ def save_training_state(
         "scheduler": scheduler.state_dict(),
         "config": config,
     }
-    (staging / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(staging, directory)
+    with atomic_write_dir(directory, overwrite=True) as staging:
+        save_model(model, staging, summary)
+        save_file(tensors, str(staging / OPTIMIZER_FILE))
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return directory
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ctdenoise.errors import CheckpointError
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.io.atomic import atomic_write_file
 
 FORMAT_NAME = "ctdenoise-redcnn"
 TENSORS_FILE = "model.safetensors"
@@ -68,11 +69,16 @@ def _sha256(path: Path) -> str:
 
 
 def save_redcnn(model: REDCNN, directory: Path | str, training_summary: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` as a ``ctdenoise-redcnn`` checkpoint folder and return the folder."""
+    """Write ``model`` as a ``ctdenoise-redcnn`` checkpoint folder and return the folder.
+
+    Each file is written to a temporary file and renamed into place, the config last, so a reader sees
+    either the old or the new checkpoint, never a half-written one.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = directory / TENSORS_FILE
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tensors))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_file(tensors, lambda tmp: save_file(state, str(tmp)))
     config = {
         "format": FORMAT_NAME,
         "architecture": {"name": "redcnn", "filters": model.filters, "kernel_size": model.kernel_size},
@@ -80,7 +86,8 @@ def save_redcnn(model: REDCNN, directory: Path | str, training_summary: dict[str
         "tensors": {"file": TENSORS_FILE, "sha256": _sha256(tensors)},
         "training_summary": training_summary or {},
     }
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    text = json.dumps(config, indent=2)
+    atomic_write_file(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return directory
 
 
