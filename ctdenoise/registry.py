@@ -7,10 +7,10 @@ for shipped models, a ``MODEL_CARD.md``. Shipped models live in ``ctdenoise/mode
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ctdenoise.errors import ModelError
+from ctdenoise.model_files import read_small_json
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_NAME = "default"
@@ -83,8 +83,8 @@ def recorded_tensors_sha256(directory: Path) -> str:
     loading verifies); :class:`ModelError` naming the file when it cannot be read."""
     config = directory / "config.json"
     try:
-        return str(json.loads(config.read_text(encoding="utf-8"))["tensors"]["sha256"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        return str(read_small_json(config)["tensors"]["sha256"])  # CheckpointError is a ModelError
+    except (OSError, KeyError, TypeError) as error:
         raise ModelError(f"{config}: cannot read the model's recorded sha256 ({error})") from None
 
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ctdenoise"
 LAYERS = (
     ("ctdenoise.io",),
     ("ctdenoise.intensity",),
-    ("ctdenoise.model", "ctdenoise.registry"),
+    ("ctdenoise.model", "ctdenoise.model_files", "ctdenoise.registry"),
     ("ctdenoise.inference", "ctdenoise.accelerate", "ctdenoise.transfer", "ctdenoise.onnx_runtime"),
     ("ctdenoise.jobs",),
     ("ctdenoise.serve",),

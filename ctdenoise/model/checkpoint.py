@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -26,6 +26,7 @@ from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.model.config import ModelConfig
 from ctdenoise.model.denoiser import PAD_MULTIPLE, CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, encoder_weights_sha256, resolve_clip_weights
+from ctdenoise.model_files import MAX_TENSORS_BYTES, checked_regular_file, read_small_json
 
 TENSORS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -133,12 +134,17 @@ def load_checkpoint(
     config_path = directory / CONFIG_FILE
     config = _read_config(config_path)
     architecture = {k: v for k, v in config["architecture"].items() if k not in ("name", "pad_multiple")}
+    if config["architecture"].get("name", "CLIPDenoiser") != "CLIPDenoiser":
+        raise CheckpointError(f"{config_path}: architecture {config['architecture'].get('name')!r} is not CLIPDenoiser")
     try:
-        model = CLIPDenoiser(ModelConfig.from_dict(architecture))
+        model_config = ModelConfig.from_dict(architecture)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.problem, source=config_path) from exc
     tensors_path = directory / TENSORS_FILE
     _verify_file_hash(tensors_path, config["tensors"].get("sha256"))
+    encoder = config["encoder"]
+    _check_tensor_shapes(model_config, tensors_path, include_encoder=bool(encoder["included"]))
+    model = CLIPDenoiser(model_config)  # allocated only once the file is known to fit it
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError) as exc:
@@ -208,11 +214,11 @@ def _looks_pickled(path: Path) -> bool:
 
 def _read_config(config_path: Path) -> dict[str, Any]:
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_small_json(config_path)  # a regular file of bounded size and nesting, before parsing
     except FileNotFoundError as exc:
         raise CheckpointError(f"{config_path}: missing; a ctdenoise checkpoint needs {CONFIG_FILE}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: unreadable checkpoint config: {exc}") from exc
+    except OSError as exc:
+        raise CheckpointError(f"{config_path}: unreadable checkpoint config: {exc.strerror or exc}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{config_path}: not a {FORMAT_NAME} config")
     if config.get("format_version") != FORMAT_VERSION:
@@ -227,8 +233,11 @@ def _read_config(config_path: Path) -> dict[str, Any]:
 
 
 def _verify_file_hash(path: Path, recorded: str | None) -> None:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: tensor file missing")
+    """CheckpointError unless ``path`` is a regular file of bounded size whose sha256 is ``recorded``."""
+    try:
+        checked_regular_file(path, MAX_TENSORS_BYTES)
+    except OSError:
+        raise CheckpointError(f"{path}: tensor file missing") from None
     if not recorded:
         raise CheckpointError(f"{path}: no sha256 recorded in {CONFIG_FILE}; cannot verify the tensors")
     actual = _file_sha256(path)
@@ -239,19 +248,41 @@ def _verify_file_hash(path: Path, recorded: str | None) -> None:
         )
 
 
-def _load_tensors(model: CLIPDenoiser, tensors: dict[str, Tensor], *, include_encoder: bool, source: Path) -> None:
-    """Copy ``tensors`` into ``model``: exactly its keys (minus the encoder when not included), same shapes."""
-    expected = {
-        k: v for k, v in model.state_dict().items() if include_encoder or not k.startswith(_ENCODER_PREFIX)
-    }
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in expected if k in tensors and tensors[k].shape != expected[k].shape)
+def _check_tensor_shapes(config: ModelConfig, tensors_path: Path, *, include_encoder: bool) -> None:
+    """CheckpointError unless the tensors that ``tensors_path``'s header lists are exactly those of the
+    architecture ``config`` (minus the encoder when not included), shape for shape. Reads only the header
+    and builds the architecture on the meta device, so nothing the size of the model is allocated."""
+    with torch.device("meta"):
+        skeleton = CLIPDenoiser(config)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()
+                if include_encoder or not k.startswith(_ENCODER_PREFIX)}
+    try:
+        with safe_open(str(tensors_path), framework="pt") as handle:
+            stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{tensors_path}: unreadable safetensors file: {exc}") from exc
+    _raise_for_mismatch(expected, stored, tensors_path)
+
+
+def _raise_for_mismatch(expected: dict[str, tuple], stored: dict[str, tuple], source: Path) -> None:
+    """CheckpointError naming the first missing, unexpected and wrongly shaped tensors, if any."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = sorted(k for k in expected if k in stored and tuple(stored[k]) != tuple(expected[k]))
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"{source}: tensors do not match the architecture in {CONFIG_FILE} "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]})"
         )
+
+
+def _load_tensors(model: CLIPDenoiser, tensors: dict[str, Tensor], *, include_encoder: bool, source: Path) -> None:
+    """Copy ``tensors`` into ``model``: exactly its keys (minus the encoder when not included), same shapes."""
+    expected = {
+        k: v for k, v in model.state_dict().items() if include_encoder or not k.startswith(_ENCODER_PREFIX)
+    }
+    _raise_for_mismatch({k: tuple(v.shape) for k, v in expected.items()},
+                        {k: tuple(v.shape) for k, v in tensors.items()}, source)
     with torch.no_grad():
         for key, tensor in tensors.items():
             expected[key].copy_(tensor)

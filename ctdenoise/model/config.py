@@ -12,6 +12,9 @@ from ctdenoise.errors import ConfigError
 #: OpenAI CLIP ResNet image towers (open_clip ``ModifiedResNet``) that the denoiser can use as encoder.
 SUPPORTED_ENCODERS: tuple[str, ...] = ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64")
 
+MAX_IN_CHANNELS = 16
+"""Most image channels a model may take (CT has 1): a bound checked before anything is built."""
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -60,8 +63,8 @@ class ModelConfig:
             raise ConfigError("feature_aug_level", f"must be in [0, 1), got {self.feature_aug_level}")
         _check_field("train_encoder", self.train_encoder, bool)
         _check_field("in_channels", self.in_channels, int)
-        if self.in_channels < 1:
-            raise ConfigError("in_channels", f"must be >= 1, got {self.in_channels}")
+        if not 1 <= self.in_channels <= MAX_IN_CHANNELS:
+            raise ConfigError("in_channels", f"must be from 1 to {MAX_IN_CHANNELS}, got {self.in_channels}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (JSON-serialisable); :meth:`from_dict` inverts it."""
