@@ -19,7 +19,7 @@ analytic line integrals of a disk and by a noiseless projection/reconstruction r
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -46,9 +46,111 @@ MIN_COUNTS: float = 1.0
 #: The paper's Gaussian noise level on the (HU + 1024) / 4096 scale (~80 HU).
 PAPER_SIGMA: float = 5.0 / 255.0
 
-ReconFilter = Literal["ramp", "hann"]
 ArrayOrTensor = Union[np.ndarray, torch.Tensor]
-_FILTERS: tuple[str, ...] = ("ramp", "hann")
+Bowtie = Literal["none", "body", "head"]
+
+@dataclass(frozen=True)
+class ReconKernel:
+    """A filtered back-projection kernel: the ramp ``|f|`` times an apodisation window.
+
+    ``window`` is ``none`` (Ram-Lak), ``hann`` (``0.5 (1 + cos(pi f / fc))``), ``cosine`` (``cos(pi f / 2 fc)``)
+    or ``shepp-logan`` (``sinc(f / 2 fc)``), each zero above its cutoff ``fc``. ``cutoff_per_mm`` fixes ``fc`` in
+    cycles/mm, so the noise texture is the same at every pixel size (as a scanner's named kernel is); ``None``
+    puts the cutoff at the pixel grid's Nyquist frequency, so the texture scales with the pixel. Frequencies
+    above the grid's Nyquist frequency are never reconstructed.
+
+    For parallel-beam FBP the noise power spectrum of a stationary region is ``NPS(f) ~ |f| W(f)^2``
+    (Kak & Slaney ch. 5; Hanson 1979): :meth:`nps_shape` gives that curve, its peak and mean frequency.
+    """
+
+    name: str
+    window: Literal["none", "hann", "cosine", "shepp-logan"]
+    cutoff_per_mm: float | None
+    description: str
+
+    def cutoff(self, pixel_spacing_mm: float) -> float:
+        """The window's cutoff in cycles/mm on a grid of ``pixel_spacing_mm`` (at most its Nyquist frequency
+        for grid-relative kernels; mm kernels may cut off above Nyquist, where the grid truncates them)."""
+        return 0.5 / pixel_spacing_mm if self.cutoff_per_mm is None else self.cutoff_per_mm
+
+    def window_at(self, frequency_per_mm: np.ndarray, pixel_spacing_mm: float) -> np.ndarray:
+        """The apodisation window at ``frequency_per_mm`` (cycles/mm), zero above the cutoff and above Nyquist."""
+        f = np.abs(np.asarray(frequency_per_mm, dtype=np.float64))
+        x = f / self.cutoff(pixel_spacing_mm)
+        if self.window == "hann":
+            w = 0.5 * (1.0 + np.cos(np.pi * np.minimum(x, 1.0)))
+        elif self.window == "cosine":
+            w = np.cos(0.5 * np.pi * np.minimum(x, 1.0))
+        elif self.window == "shepp-logan":
+            w = np.sinc(0.5 * x)
+        else:
+            w = np.ones_like(x)
+        nyquist = 0.5 / pixel_spacing_mm
+        return np.where((x <= 1.0) & (f <= nyquist + 1e-12), w, 0.0)
+
+    def nps_shape(self, pixel_spacing_mm: float, samples: int = 512) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """The radial NPS shape ``|f| W(f)^2`` (peak 1) on [0, Nyquist]: (frequency cycles/mm, nps, f_peak, f_av).
+
+        ``f_av = sum f NPS(f) / sum NPS(f)`` over the radial profile, as TG-233 defines the mean frequency.
+        """
+        frequency = np.linspace(0.0, 0.5 / pixel_spacing_mm, samples)
+        nps = frequency * self.window_at(frequency, pixel_spacing_mm) ** 2
+        nps = nps / nps.max()
+        f_peak = float(frequency[int(np.argmax(nps))])
+        f_av = float(np.sum(frequency * nps) / np.sum(nps))
+        return frequency, nps, f_peak, f_av
+
+
+#: The reconstruction kernels :func:`simulate_low_dose` knows, by name. ``smooth``, ``standard`` and ``sharp``
+#: have cutoffs in cycles/mm chosen so that their NPS peaks (about 0.17, 0.31 and 0.55 cycles/mm) span the
+#: soft-tissue, standard and sharp kernels of clinical scanners; ``ramp``, ``shepp-logan``, ``cosine`` and
+#: ``hann`` are the textbook filters with the cutoff at the grid's Nyquist frequency (their texture follows
+#: the pixel size). ``hann`` was the only apodised filter before kernels had names (the default of ctdenoise
+#: 0.1, and the noise every model up to v5 was trained on).
+KERNELS: dict[str, ReconKernel] = {
+    kernel.name: kernel
+    for kernel in (
+        ReconKernel("smooth", "hann", 0.55, "soft-tissue kernel (B20f/B30f-like): NPS peak ~0.17 cycles/mm"),
+        ReconKernel("standard", "hann", 1.0, "standard body kernel (B40f/STANDARD-like): NPS peak ~0.31 cycles/mm"),
+        ReconKernel("sharp", "shepp-logan", 0.75, "sharp kernel (B60f/LUNG-like): NPS peak ~0.55 cycles/mm"),
+        ReconKernel("ramp", "none", None, "Ram-Lak, unapodised: NPS rises to the Nyquist frequency"),
+        ReconKernel("shepp-logan", "shepp-logan", None, "Shepp-Logan to Nyquist"),
+        ReconKernel("cosine", "cosine", None, "cosine window to Nyquist"),
+        ReconKernel("hann", "hann", None, "Hann window to Nyquist: NPS peak at 0.31 x Nyquist"),
+    )
+}
+
+
+def get_kernel(kernel: str | ReconKernel) -> ReconKernel:
+    """The :class:`ReconKernel` named ``kernel`` (or ``kernel`` itself); a ConfigError lists the known names."""
+    if isinstance(kernel, ReconKernel):
+        return kernel
+    if kernel not in KERNELS:
+        raise ConfigError("kernel", f"unknown reconstruction kernel {kernel!r}; known: {', '.join(KERNELS)}")
+    return KERNELS[kernel]
+
+
+#: Bowtie filters: (radius in mm of the water cylinder the filter compensates, lowest transmission at the edge).
+#: The filter's water-equivalent thickness at fan position ``t`` is ``2R - 2 sqrt(R^2 - t^2)`` (so the flux
+#: behind a centred water cylinder of radius R is uniform), capped where the transmission reaches the floor.
+BOWTIES: dict[str, tuple[float, float]] = {"body": (175.0, 0.08), "head": (110.0, 0.08)}
+
+
+def bowtie_transmission(bowtie: Bowtie, offsets_mm: np.ndarray, mu_water_per_mm: float = MU_WATER_PER_MM) -> np.ndarray:
+    """Fraction of the central flux that reaches the patient at ray offsets ``offsets_mm`` from the isocentre.
+
+    ``none`` is 1 everywhere. A shaped (bowtie) filter lowers the flux towards the edge of the fan, so noise
+    there rises while the dose to the periphery falls (Hsieh, "Computed Tomography", ch. 2).
+    """
+    offsets = np.abs(np.asarray(offsets_mm, dtype=np.float64))
+    if bowtie == "none":
+        return np.ones_like(offsets)
+    if bowtie not in BOWTIES:
+        raise ConfigError("bowtie", f"unknown bowtie {bowtie!r}; known: none, {', '.join(BOWTIES)}")
+    radius, floor = BOWTIES[bowtie]
+    water_mm = 2.0 * radius - 2.0 * np.sqrt(np.clip(radius**2 - offsets**2, 0.0, None))
+    return np.maximum(np.exp(-mu_water_per_mm * water_mm), floor)
+
 
 # Kaiser-Bessel gridding kernel: width in oversampled-grid cells and oversampling factor. With these
 # values the interpolation error of the non-uniform FFT is about 1e-5 of the signal.
@@ -138,7 +240,7 @@ class ParallelBeamProjector:
     rotation centre (pixel ``size // 2``), and cover the image diagonal.
 
     The projection is band-limited (Fourier-slice theorem on a non-uniform FFT); the back-projection
-    is the exact adjoint of that sampling, weighted by the ramp filter (optionally Hann-apodised),
+    is the exact adjoint of that sampling, weighted by the ramp filter times a kernel's apodisation window,
     with the projections zero-padded to twice their length before filtering.
     """
 
@@ -163,8 +265,14 @@ class ParallelBeamProjector:
         shift = np.exp(-2j * np.pi * m * self._centre / self.n_detectors)
         return np.fft.irfft(spectrum * shift, n=self.n_detectors, axis=1)
 
-    def reconstruct(self, sinogram: np.ndarray, filter: ReconFilter = "hann") -> np.ndarray:
-        """Filtered back-projection of ``sinogram`` (n_views, n_detectors): image (size x size) per pixel."""
+    def reconstruct(
+        self, sinogram: np.ndarray, kernel: str | ReconKernel = "hann", pixel_spacing_mm: float = 1.0
+    ) -> np.ndarray:
+        """Filtered back-projection of ``sinogram`` (n_views, n_detectors): image (size x size) per pixel.
+
+        ``kernel`` names a :data:`KERNELS` entry (or is a :class:`ReconKernel`); ``pixel_spacing_mm`` places
+        the cutoffs of kernels defined in cycles/mm on this grid (it does not scale the result).
+        """
         if sinogram.shape != (self.n_views, self.n_detectors):
             raise ConfigError(
                 "sinogram", f"expected {(self.n_views, self.n_detectors)}, got {sinogram.shape}"
@@ -173,25 +281,23 @@ class ParallelBeamProjector:
         spectrum = np.fft.rfft(np.asarray(sinogram, dtype=np.float64), n=n_fft, axis=1)
         m = np.arange(spectrum.shape[1])
         spectrum *= np.exp(2j * np.pi * m * self._centre / n_fft)
-        weights = _filter_weights(m, n_fft, filter) * (np.pi / self.n_views) / n_fft
+        weights = _filter_weights(m, n_fft, get_kernel(kernel), pixel_spacing_mm) * (np.pi / self.n_views) / n_fft
         return self._backward.synthesise(spectrum * weights[None, :])
 
 
-def _filter_weights(m: np.ndarray, n_fft: int, filter: str) -> np.ndarray:
-    """Ramp filter at radial index ``m`` (of ``n_fft``), times apodisation and Hermitian multiplicity.
+def _filter_weights(m: np.ndarray, n_fft: int, kernel: ReconKernel, pixel_spacing_mm: float) -> np.ndarray:
+    """Ramp filter at radial index ``m`` (of ``n_fft``), times the kernel's window and Hermitian multiplicity.
 
     The ramp is the DFT of the band-limited spatial ramp kernel (h[0] = 1/4, h[n odd] = -1/(pi n)^2;
     Kak & Slaney, ch. 3), which gets the DC term right where a sampled ``|nu|`` leaves a constant bias.
-    Indices 1 .. n_fft/2 - 1 stand for themselves and their negative twins (weight x 2).
+    Index ``m`` is the frequency ``m / n_fft`` cycles per detector bin (one pixel). Indices 1 .. n_fft/2 - 1
+    stand for themselves and their negative twins (weight x 2).
     """
-    if filter not in _FILTERS:
-        raise ConfigError("filter", f"unknown reconstruction filter {filter!r}; known: {', '.join(_FILTERS)}")
     n = np.concatenate([np.arange(0, n_fft // 2 + 1), np.arange(-(n_fft // 2) + 1, 0)])
-    kernel = np.where(n % 2 == 1, -1.0 / (np.pi * np.maximum(np.abs(n), 1)) ** 2, 0.0)
-    kernel[0] = 0.25
-    ramp = np.fft.rfft(kernel).real[m]
-    if filter == "hann":
-        ramp = ramp * np.cos(np.pi * m / n_fft) ** 2
+    spatial = np.where(n % 2 == 1, -1.0 / (np.pi * np.maximum(np.abs(n), 1)) ** 2, 0.0)
+    spatial[0] = 0.25
+    ramp = np.fft.rfft(spatial).real[m]
+    ramp = ramp * kernel.window_at(m / n_fft / pixel_spacing_mm, pixel_spacing_mm)
     multiplicity = np.where((m == 0) | (m == n_fft // 2), 1.0, 2.0)
     return ramp * multiplicity
 
@@ -230,7 +336,9 @@ def simulate_low_dose(
     i0: float = DEFAULT_I0,
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
     n_views: int = DEFAULT_N_VIEWS,
-    filter: ReconFilter = "hann",
+    kernel: str | ReconKernel = "hann",
+    bowtie: Bowtie = "none",
+    slices_averaged: int = 1,
     input_has_noise: bool = True,
     seed: int | np.random.Generator | None = None,
     mu_water_per_mm: float = MU_WATER_PER_MM,
@@ -251,9 +359,14 @@ def simulate_low_dose(
     Zeng et al. 2015; ``dose_fraction=1`` then returns the input. ``input_has_noise=False`` treats
     ``hu`` as noise-free (a phantom) and adds the full dose-k noise, whose std grows as ``1 / sqrt(k)``.
 
-    ``filter="hann"`` (default) apodises the ramp with a Hann window, a noise texture close to the
-    soft-tissue kernels of clinical (and Mayo-2016) reconstructions; ``"ramp"`` gives the sharper,
-    noisier Ram-Lak texture. Pixels below -1024 HU (scanner padding outside the field of view) are
+    ``kernel`` sets the noise texture (:data:`KERNELS`: ``smooth``, ``standard``, ``sharp`` with fixed NPS
+    peaks in cycles/mm, or the textbook ``ramp``, ``shepp-logan``, ``cosine``, ``hann`` cut off at the grid's
+    Nyquist frequency; ``hann``, the default, is what ctdenoise 0.1 simulated). ``bowtie`` (``none``, ``body``,
+    ``head``) lowers the incident flux towards the edge of the fan (:func:`bowtie_transmission`), so noise
+    depends on position as behind a scanner's shaped filter; the geometry is that of fan-beam data rebinned
+    to parallel rays, as third-generation scanners reconstruct them. ``slices_averaged`` = n makes each output
+    slice the average of n thin slices of the same anatomy, each scanned at this dose (a thick slice from
+    thin ones: noise std about ``1 / sqrt(n)``). Pixels below -1024 HU (scanner padding outside the field of view) are
     returned unchanged. Rectangular slices are padded with air to a square for the projection. The
     slice must hold the whole cross-section of the patient: tissue cut off by a cropped field of view is
     missing from the line integrals, so the simulated noise comes out too low.
@@ -262,6 +375,9 @@ def simulate_low_dose(
         hu: slice (H, W) or stack (N, H, W) in HU.
         pixel_spacing_mm: in-plane spacing, one number or (row, column); pixels must be square.
         dose_fraction: ``k`` in (0, 1]; 0.25 is a quarter-dose scan.
+        kernel: a :data:`KERNELS` name or a :class:`ReconKernel`.
+        bowtie: ``none``, ``body`` or ``head`` (:data:`BOWTIES`).
+        slices_averaged: thin slices averaged into each output slice (>= 1).
         seed: integer seed or numpy Generator; the same seed gives the same noise.
 
     Returns:
@@ -280,8 +396,12 @@ def simulate_low_dose(
     _check_positive("mu_water_per_mm", mu_water_per_mm)
     if electronic_noise_var < 0:
         raise ConfigError("electronic_noise_var", f"must be >= 0, got {electronic_noise_var!r}")
+    if isinstance(slices_averaged, bool) or not isinstance(slices_averaged, (int, np.integer)) or slices_averaged < 1:
+        raise ConfigError("slices_averaged", f"must be a whole number >= 1, got {slices_averaged!r}")
+    bowtie_transmission(bowtie, np.zeros(1))  # a ConfigError for an unknown name, before any work
     scan = _Scan(
-        spacing, i0, dose_fraction, electronic_noise_var, n_views, filter, input_has_noise, mu_water_per_mm
+        spacing, i0, dose_fraction, electronic_noise_var, n_views, get_kernel(kernel), bowtie, int(slices_averaged),
+        input_has_noise, mu_water_per_mm,
     )
     rng = np.random.default_rng(seed)
     noisy = np.stack([_low_dose_slice(s, scan, rng) for s in volume.reshape((-1, *volume.shape[-2:]))])
@@ -297,7 +417,9 @@ class _Scan:
     dose_fraction: float
     electronic_noise_var: float
     n_views: int
-    filter: ReconFilter
+    kernel: ReconKernel
+    bowtie: Bowtie
+    slices_averaged: int
     input_has_noise: bool
     mu_water_per_mm: float
 
@@ -312,16 +434,22 @@ def _low_dose_slice(hu: np.ndarray, scan: _Scan, rng: np.random.Generator) -> np
     mu[top : top + height, left : left + width] = np.clip(mu_per_pixel * (1.0 + hu / 1000.0), 0.0, None)
     projector = get_projector(size, scan.n_views)
     line_integrals = np.clip(projector.project(mu), 0.0, None)
-    incident = scan.dose_fraction * scan.i0
-    counts = rng.poisson(incident * np.exp(-line_integrals))
-    counts = counts + rng.normal(0.0, np.sqrt(scan.electronic_noise_var), counts.shape)
-    noise = -np.log(np.maximum(counts, MIN_COUNTS) / incident) - line_integrals
+    offsets_mm = (np.arange(projector.n_detectors) - projector.n_detectors // 2) * scan.spacing_mm
+    flux = scan.i0 * bowtie_transmission(scan.bowtie, offsets_mm, scan.mu_water_per_mm)[None, :]
+    incident = scan.dose_fraction * flux
+    excess = 1.0
     if scan.input_has_noise:
         transmission = np.exp(line_integrals)
-        full_var = transmission / scan.i0 + scan.electronic_noise_var * (transmission / scan.i0) ** 2
+        full_var = transmission / flux + scan.electronic_noise_var * (transmission / flux) ** 2
         low_var = transmission / incident + scan.electronic_noise_var * (transmission / incident) ** 2
-        noise *= np.sqrt(np.clip(1.0 - full_var / low_var, 0.0, None))
-    noise_mu = projector.reconstruct(noise, scan.filter)[top : top + height, left : left + width]
+        excess = np.sqrt(np.clip(1.0 - full_var / low_var, 0.0, None))
+    noise = np.zeros_like(line_integrals)
+    for _ in range(scan.slices_averaged):
+        counts = rng.poisson(incident * np.exp(-line_integrals))
+        counts = counts + rng.normal(0.0, np.sqrt(scan.electronic_noise_var), counts.shape)
+        noise += -np.log(np.maximum(counts, MIN_COUNTS) / incident) - line_integrals
+    noise *= excess / scan.slices_averaged
+    noise_mu = projector.reconstruct(noise, scan.kernel, scan.spacing_mm)[top : top + height, left : left + width]
     noise_hu = 1000.0 * noise_mu / mu_per_pixel
     return np.where(hu < HU_MIN, hu, hu + noise_hu)
 
@@ -362,6 +490,16 @@ def _draw(value: float | tuple[float, float], state: np.random.RandomState) -> f
     if isinstance(value, tuple):
         return float(state.uniform(*value))
     return float(value)
+
+
+def _choices(key: str, value: str | Sequence[str], check: Callable[[str], object]) -> tuple[str, ...]:
+    """``value`` as a non-empty tuple of names, each validated by ``check`` (which raises a ConfigError)."""
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names:
+        raise ConfigError(key, "give at least one name")
+    for name in names:
+        check(name)
+    return names
 
 
 def _check_range(key: str, value: float | tuple[float, float], upper: float | None = None) -> None:
@@ -411,7 +549,8 @@ class RandLowDose(_RandParameterTransform):
     """Randomly turn a channel-first normal-dose HU image (C, H, W) into a simulated low-dose one.
 
     Applies :func:`simulate_low_dose` to each channel. ``dose_fraction`` is fixed or drawn uniformly
-    from a ``(low, high)`` range per call. The pixel spacing is ``pixel_spacing_mm`` when given, else
+    from a ``(low, high)`` range per call; ``kernel`` and ``bowtie`` are one name, or a sequence of names of
+    which one is drawn uniformly per call (a training set that spans scanners). The pixel spacing is ``pixel_spacing_mm`` when given, else
     read from the MetaTensor's affine (``pixdim``); a plain array without a spacing is an error.
     Apply it to HU images, before any normalisation.
     """
@@ -426,16 +565,26 @@ class RandLowDose(_RandParameterTransform):
         i0: float = DEFAULT_I0,
         electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
         n_views: int = DEFAULT_N_VIEWS,
-        filter: ReconFilter = "hann",
+        kernel: str | Sequence[str] = "hann",
+        bowtie: Bowtie | Sequence[Bowtie] = "none",
+        slices_averaged: int = 1,
         input_has_noise: bool = True,
     ) -> None:
         _check_range("dose_fraction", dose_fraction, upper=1.0)
         super().__init__(prob, dose_fraction)
         self.pixel_spacing_mm = pixel_spacing_mm
+        self.kernels = _choices("kernel", kernel, get_kernel)
+        self.bowties = _choices("bowtie", bowtie, lambda name: bowtie_transmission(name, np.zeros(1)))
+        self._kernel, self._bowtie = self.kernels[0], self.bowties[0]
         self.simulation = dict(
-            i0=i0, electronic_noise_var=electronic_noise_var, n_views=n_views, filter=filter,
+            i0=i0, electronic_noise_var=electronic_noise_var, n_views=n_views, slices_averaged=slices_averaged,
             input_has_noise=input_has_noise,
         )
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(data)
+        self._kernel = self.kernels[int(self.R.randint(len(self.kernels)))]
+        self._bowtie = self.bowties[int(self.R.randint(len(self.bowties)))]
 
     def _spacing(self, img: np.ndarray | torch.Tensor) -> float | tuple[float, float]:
         if self.pixel_spacing_mm is not None:
@@ -454,7 +603,10 @@ class RandLowDose(_RandParameterTransform):
             return img
         hu = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         spacing = self._spacing(img)
-        noisy = simulate_low_dose(hu, spacing, dose_fraction=self._value, seed=self._seed, **self.simulation)
+        noisy = simulate_low_dose(
+            hu, spacing, dose_fraction=self._value, kernel=self._kernel, bowtie=self._bowtie, seed=self._seed,
+            **self.simulation,
+        )
         return convert_to_dst_type(noisy, dst=img, dtype=noisy.dtype)[0]
 
 
@@ -515,13 +667,15 @@ class RandLowDosed(_RandWrapd):
         i0: float = DEFAULT_I0,
         electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
         n_views: int = DEFAULT_N_VIEWS,
-        filter: ReconFilter = "hann",
+        kernel: str | Sequence[str] = "hann",
+        bowtie: Bowtie | Sequence[Bowtie] = "none",
+        slices_averaged: int = 1,
         input_has_noise: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         array_form = RandLowDose(
             prob=1.0, dose_fraction=dose_fraction, pixel_spacing_mm=pixel_spacing_mm, i0=i0,
-            electronic_noise_var=electronic_noise_var, n_views=n_views, filter=filter,
-            input_has_noise=input_has_noise,
+            electronic_noise_var=electronic_noise_var, n_views=n_views, kernel=kernel, bowtie=bowtie,
+            slices_averaged=slices_averaged, input_has_noise=input_has_noise,
         )
         super().__init__(keys, prob, array_form, allow_missing_keys)

@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from ctdenoise.errors import ConfigError
 from ctdenoise.intensity import hu_to_unit
 from ctdenoise.simulate import (
+    KERNELS,
     MU_WATER_PER_MM,
     PAPER_SIGMA,
     RandGaussianNoiseUnit,
@@ -20,6 +21,7 @@ from ctdenoise.simulate import (
     RandLowDose,
     RandLowDosed,
     add_gaussian_noise,
+    bowtie_transmission,
     get_projector,
     simulate_low_dose,
 )
@@ -70,17 +72,85 @@ def test_noiseless_fbp_of_the_projection_reproduces_a_real_ct_slice(ct_slice):
     hu, spacing = ct_slice
     mu = MU_WATER_PER_MM * (1.0 + hu / 1000.0) * spacing
     projector = get_projector(SIZE, N_VIEWS)
-    recon = projector.reconstruct(projector.project(mu), filter="ramp")
+    recon = projector.reconstruct(projector.project(mu), kernel="ramp")
     error_hu = 1000.0 * (recon - mu) / (MU_WATER_PER_MM * spacing)
     interior = np.abs(error_hu[16:-16, 16:-16])
     assert interior.mean() < 3.0
     assert np.percentile(interior, 99) < 10.0
 
 
-def test_unknown_reconstruction_filter_is_a_config_error():
+def test_unknown_reconstruction_kernel_is_a_config_error_listing_the_known_ones():
     projector = get_projector(SIZE, N_VIEWS)
-    with pytest.raises(ConfigError, match="filter"):
-        projector.reconstruct(np.zeros((N_VIEWS, projector.n_detectors)), filter="shepp")
+    with pytest.raises(ConfigError, match="kernel.*smooth, standard, sharp"):
+        projector.reconstruct(np.zeros((N_VIEWS, projector.n_detectors)), kernel="shepp")
+
+
+# --- kernels, bowtie, slice thickness ---------------------------------------------------------------
+
+KERNEL_SIZE, KERNEL_SPACING_MM = 160, 0.7
+
+
+def _noise_only(kernel: str, seed: int, **kwargs) -> np.ndarray:
+    """Noise of a quarter-dose scan of a 48 mm water disk (the noise-free phantom subtracted)."""
+    phantom = water_disk(radius_px=70.0, size=KERNEL_SIZE)
+    noisy = simulate_low_dose(
+        phantom, KERNEL_SPACING_MM, dose_fraction=0.25, n_views=360, kernel=kernel, input_has_noise=False,
+        seed=seed, **kwargs,
+    )
+    return noisy - phantom
+
+
+def _radial_nps_mean_frequency(noise_images: list[np.ndarray], roi: int = 40) -> float:
+    """f_av (cycles/mm) of the radial NPS of central ROIs: sum f NPS / sum NPS over radial bins."""
+    start = KERNEL_SIZE // 2 - roi // 2
+    spectra = []
+    for noise in noise_images:
+        patch = noise[start : start + roi, start : start + roi]
+        spectra.append(np.abs(np.fft.fft2(patch - patch.mean())) ** 2)
+    nps = np.fft.fftshift(np.mean(spectra, axis=0))
+    f = np.fft.fftshift(np.fft.fftfreq(roi, d=KERNEL_SPACING_MM))
+    radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    bins = np.round(radius / (f[1] - f[0])).astype(int)
+    keep = (bins >= 1) & (bins <= roi // 2)
+    profile = np.bincount(bins[keep], weights=nps[keep]) / np.maximum(np.bincount(bins[keep]), 1)
+    frequency = np.arange(profile.size) * (f[1] - f[0])
+    return float(np.sum(frequency[1:] * profile[1:]) / np.sum(profile[1:]))
+
+
+@pytest.mark.parametrize("name", ["smooth", "standard", "sharp"])
+def test_each_clinical_kernel_gives_the_nps_mean_frequency_it_documents(name):
+    measured = _radial_nps_mean_frequency([_noise_only(name, seed) for seed in range(3)])
+    _, _, _, analytic = KERNELS[name].nps_shape(KERNEL_SPACING_MM)
+    assert measured == pytest.approx(analytic, rel=0.15)
+
+
+def test_kernels_order_from_smooth_to_sharp_in_peak_and_noise():
+    peaks = [KERNELS[name].nps_shape(KERNEL_SPACING_MM)[2] for name in ("smooth", "standard", "sharp")]
+    assert 0.14 < peaks[0] < 0.2 and 0.27 < peaks[1] < 0.35 and 0.5 < peaks[2] < 0.6
+    stds = [centre(_noise_only(name, 11)).std() for name in ("smooth", "standard", "sharp")]
+    assert stds[0] < stds[1] < stds[2]
+
+
+def test_kernels_in_cycles_per_mm_keep_their_peak_at_every_pixel_size_and_grid_kernels_do_not():
+    assert KERNELS["standard"].nps_shape(0.5)[2] == pytest.approx(KERNELS["standard"].nps_shape(0.9)[2], rel=0.02)
+    assert KERNELS["hann"].nps_shape(0.5)[2] == pytest.approx(1.8 * KERNELS["hann"].nps_shape(0.9)[2], rel=0.02)
+
+
+def test_a_bowtie_raises_the_noise_towards_the_edge_of_the_fan():
+    def edge_to_centre(bowtie: str) -> float:
+        noise = np.mean([_noise_only("standard", seed, bowtie=bowtie) ** 2 for seed in range(2)], axis=0)
+        radius = _radius_map(KERNEL_SIZE)
+        return float(np.sqrt(noise[(radius > 55) & (radius < 66)].mean() / noise[radius < 12].mean()))
+
+    assert bowtie_transmission("body", np.array([0.0]))[0] == 1.0
+    assert bowtie_transmission("head", np.array([100.0]))[0] < bowtie_transmission("body", np.array([100.0]))[0]
+    assert edge_to_centre("body") > 1.1 * edge_to_centre("none")
+
+
+def test_averaging_thin_slices_divides_the_noise_std_by_their_square_root():
+    thin = centre(_noise_only("standard", 21)).std()
+    thick = centre(_noise_only("standard", 21, slices_averaged=4)).std()
+    assert thick / thin == pytest.approx(0.5, rel=0.15)
 
 
 # --- physics-based low dose -----------------------------------------------------------------------
@@ -151,6 +221,9 @@ def test_scanner_padding_below_minus_1024_is_left_alone():
         ({"i0": 0.0}, "i0"),
         ({"electronic_noise_var": -1.0}, "electronic_noise_var"),
         ({"n_views": 1}, "n_views"),
+        ({"kernel": "b30f"}, "kernel"),
+        ({"bowtie": "wide"}, "bowtie"),
+        ({"slices_averaged": 0}, "slices_averaged"),
     ],
 )
 def test_invalid_parameters_are_config_errors_naming_the_key(kwargs, key):
@@ -224,3 +297,15 @@ def test_array_transforms_declare_backends_and_read_spacing():
         torch.zeros(1, 32, 32)
     )
     assert isinstance(noisy, torch.Tensor) and noisy.std() > 0
+
+
+def test_random_low_dose_draws_its_kernel_and_bowtie_from_the_lists_given():
+    transform = RandLowDose(pixel_spacing_mm=SPACING_MM, n_views=90, kernel=["smooth", "sharp"],
+                            bowtie=("none", "head"), input_has_noise=False).set_random_state(3)
+    drawn = set()
+    for _ in range(12):
+        transform.randomize()
+        drawn.add((transform._kernel, transform._bowtie))
+    assert {k for k, _ in drawn} == {"smooth", "sharp"} and {b for _, b in drawn} == {"none", "head"}
+    with pytest.raises(ConfigError, match="kernel"):
+        RandLowDose(kernel=["smooth", "b30f"])

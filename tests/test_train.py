@@ -326,3 +326,28 @@ def test_init_model_with_another_architecture_is_refused(data_root: Path, tmp_pa
     recipe = tiny_recipe(data_root, init_model=str(first.model_dir), model={"feature_aug_level": 0.0})
     with pytest.raises(ConfigError, match="init_model"):
         train(train_config_from_dict(recipe), tmp_path / "tuned", progress=False)
+
+
+def test_gradient_loss_charges_a_flattened_edge_that_plain_l1_barely_sees():
+    from ctdenoise.training.config import OptimConfig
+    from ctdenoise.training.losses import training_loss
+
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., ::2, :] = 0.1  # fine stripes: texture
+    flat = torch.full_like(target, 0.05)  # the same mean, texture gone
+    plain = training_loss(flat, target, OptimConfig(loss="l1"))
+    with_gradient = training_loss(flat, target, OptimConfig(loss="l1+gradient", gradient_weight=1.0))
+    assert with_gradient > 2.5 * plain
+    assert training_loss(target, target, OptimConfig(loss="l1+gradient")) == 0
+
+
+def test_noise_kernels_and_bowties_are_validated_and_named_in_the_label():
+    from ctdenoise.training.config import NoiseConfig
+
+    noise = NoiseConfig(kind="physics", kernels=("smooth", "sharp"), bowties=("none", "body"))
+    assert noise.label == "dose 0.25 smooth/sharp bowtie none/body"
+    assert NoiseConfig(kind="physics").label == "dose 0.25"
+    with pytest.raises(ConfigError, match="kernels"):
+        NoiseConfig(kind="physics", kernels=("b30f",))
+    with pytest.raises(ConfigError, match="bowties"):
+        NoiseConfig(kind="physics", bowties=("wide",))

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
 from ctdenoise.io import read_volume, write_volume
-from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, simulate_low_dose
+from ctdenoise.simulate import (
+    BOWTIES,
+    DEFAULT_ELECTRONIC_NOISE_VAR,
+    DEFAULT_I0,
+    DEFAULT_N_VIEWS,
+    KERNELS,
+    simulate_low_dose,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--electronic-noise-var", type=float, default=DEFAULT_ELECTRONIC_NOISE_VAR,
                    help="variance of the electronic (detector) noise added to the photon counts (default: %(default)s)")
     p.add_argument("--views", type=int, default=DEFAULT_N_VIEWS, help="projection views over 180 degrees (default: %(default)s)")
-    p.add_argument("--filter", choices=("hann", "ramp"), default="hann", help="reconstruction filter (default: %(default)s)")
+    p.add_argument("--kernel", choices=tuple(KERNELS), default="hann",
+                   help="reconstruction kernel, i.e. the noise texture: smooth / standard / sharp have NPS peaks near "
+                   "0.17 / 0.31 / 0.55 cycles/mm at any pixel size; ramp, shepp-logan, cosine and hann are cut off at "
+                   "the pixel grid's Nyquist frequency (default: %(default)s)")
+    p.add_argument("--bowtie", choices=("none", *BOWTIES), default="none",
+                   help="shaped filter of the fan: less flux, more noise towards the edge (default: %(default)s)")
+    p.add_argument("--slices-averaged", type=int, default=1, metavar="N",
+                   help="thin slices averaged into each output slice: a thick slice has about 1/sqrt(N) of the "
+                   "thin-slice noise (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same noise")
     p.add_argument("--format", dest="output_format", default="same", choices=("same", "dicom", "nifti"),
                    help="'same': a derived DICOM series for DICOM input, else the input's file format; 'nifti' adds "
@@ -44,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         i0=args.i0,
         electronic_noise_var=args.electronic_noise_var,
         n_views=args.views,
-        filter=args.filter,
+        kernel=args.kernel,
+        bowtie=args.bowtie,
+        slices_averaged=args.slices_averaged,
         seed=args.seed,
     )
     written = write_volume(
@@ -55,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         series_description_suffix=f"simulated dose {args.dose:g}",
         derivation_description=(
             f"ctdenoise simulated low dose: k={args.dose:g}, I0={args.i0:g}, electronic noise var="
-            f"{args.electronic_noise_var:g}, {args.views} views, {args.filter} filter, seed {args.seed}"
+            f"{args.electronic_noise_var:g}, {args.views} views, {args.kernel} kernel, bowtie {args.bowtie}, "
+            f"{args.slices_averaged} slice(s) averaged, seed {args.seed}"
         ),
     )
     print(f"wrote {len(written)} file(s) to {args.output}")

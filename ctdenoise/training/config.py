@@ -21,7 +21,7 @@ import yaml
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.metrics import get_protocol
 from ctdenoise.model.config import ModelConfig
-from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, PAPER_SIGMA
+from ctdenoise.simulate import BOWTIES, DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, KERNELS, PAPER_SIGMA
 
 #: ``encoder_weights`` values that are not file paths.
 OPENAI_WEIGHTS = "openai"
@@ -74,7 +74,10 @@ class NoiseConfig:
     whole slice is costly, so ``realisations`` noisy copies per training slice are made once at start-up
     and crops are taken from them. ``none``: the input is the clean slice itself (clean-in/clean-out).
     ``mixed``: each crop is clean with probability ``clean_share``, Gaussian with probability
-    ``gaussian_share`` and physics low dose otherwise, each as described above.
+    ``gaussian_share`` and physics low dose otherwise, each as described above. Each physics realisation
+    is reconstructed with a kernel drawn from ``kernels`` and a bowtie drawn from ``bowties`` (names of
+    :data:`ctdenoise.simulate.KERNELS` and :data:`ctdenoise.simulate.BOWTIES` or ``none``), so one recipe can
+    span the noise textures of many scanners; with one name each nothing is drawn.
     """
 
     kind: Literal["gaussian", "physics", "mixed", "none"] = "gaussian"
@@ -88,6 +91,8 @@ class NoiseConfig:
     realisations: int = 8
     gaussian_share: float = 0.0
     clean_share: float = 0.0
+    kernels: tuple[str, ...] = ("hann",)
+    bowties: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
         _require(self.sigma > 0, "sigma", "must be > 0")
@@ -106,6 +111,12 @@ class NoiseConfig:
         if self.kind != "mixed":
             _require(self.gaussian_share == 0 and self.clean_share == 0, "kind",
                      "gaussian_share / clean_share apply to kind: mixed only")
+        _require(len(self.kernels) >= 1, "kernels", "must list at least one kernel")
+        _require(len(self.bowties) >= 1, "bowties", "must list at least one bowtie (or none)")
+        for name in self.kernels:
+            _require(name in KERNELS, "kernels", f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
+        for name in self.bowties:
+            _require(name == "none" or name in BOWTIES, "bowties", f"unknown bowtie {name!r}; known: none, {', '.join(BOWTIES)}")
 
     @property
     def uses_physics(self) -> bool:
@@ -123,19 +134,29 @@ class NoiseConfig:
             return f"gaussian {_per_255(self.sigma)}/255"
         low, high = self.dose_range
         dose = f"dose {low:g}" if low == high else f"dose {low:g}-{high:g}"
+        if self.kernels != ("hann",):
+            dose += f" {'/'.join(self.kernels)}"
+        if self.bowties != ("none",):
+            dose += f" bowtie {'/'.join(self.bowties)}"
         return dose if self.kind == "physics" else f"mixed ({dose}, gaussian {self.gaussian_share:g}, clean {self.clean_share:g})"
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with a cosine learning-rate decay from ``lr`` to ``lr_min`` over all iterations, L1 loss."""
+    """AdamW with a cosine learning-rate decay from ``lr`` to ``lr_min`` over all iterations.
+
+    ``loss``: ``l1`` (the paper's), or ``l1+gradient``: L1 plus ``gradient_weight`` times the L1 distance of the
+    horizontal and vertical finite differences of output and target, a term that penalises flattened edges
+    and texture which plain L1 lets pass (the gradient-difference loss of Mathieu et al. 2016).
+    """
 
     lr: float = 3e-4
     lr_min: float = 1e-6
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip_norm: float = 0.01
-    loss: Literal["l1"] = "l1"
+    loss: Literal["l1", "l1+gradient"] = "l1"
+    gradient_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "lr", "must be > 0")
@@ -143,6 +164,7 @@ class OptimConfig:
         _require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         _require(all(0 <= b < 1 for b in self.betas), "betas", "must be two numbers in [0, 1)")
         _require(self.grad_clip_norm > 0, "grad_clip_norm", "must be > 0")
+        _require(self.gradient_weight >= 0, "gradient_weight", "must be >= 0")
 
 
 @dataclass(frozen=True)

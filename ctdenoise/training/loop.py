@@ -38,6 +38,7 @@ from ctdenoise.model import CLIPDenoiser, count_parameters, encoder_weights_sha2
 from ctdenoise.training import distributed
 from ctdenoise.training.config import OPENAI_WEIGHTS, RANDOM_WEIGHTS, TrainConfig, train_config_from_dict
 from ctdenoise.training.data import load_slices, slices_at_least, split_series
+from ctdenoise.training.losses import training_loss
 from ctdenoise.training.pairs import PairSampler, mixup
 from ctdenoise.training.state import (
     checkpoint_dir,
@@ -138,6 +139,10 @@ class _Run:
             scores = evaluate(None, validation_set, config.validation.protocols, runtime.device)
             self._log({"event": "validation", "iteration": 0, "input": "noisy", "metrics": scores,
                        "selection_score": selection_score(scores, config.validation.protocols)})
+            if config.init_model is not None:  # the starting model on the same rule: what fine-tuning has to beat
+                scores = evaluate(model, validation_set, config.validation.protocols, runtime.device)
+                self._log({"event": "validation", "iteration": 0, "input": "init_model", "metrics": scores,
+                           "selection_score": selection_score(scores, config.validation.protocols)})
         net: nn.Module = model
         if runtime.distributed:
             net = DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
@@ -169,7 +174,7 @@ class _Run:
             noisy, clean = noisy.to(runtime.device), clean.to(runtime.device)
             with autocast:
                 output = net(noisy)
-            loss = torch.nn.functional.l1_loss(output.float(), clean)
+            loss = training_loss(output.float(), clean, config.optim)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(

@@ -29,15 +29,25 @@ def draw_dose(noise: NoiseConfig, rng: np.random.Generator) -> float:
     return float(rng.uniform(low, high))
 
 
+def _draw_name(names: tuple[str, ...], rng: np.random.Generator) -> str:
+    """One of ``names``; a single name consumes no random number (older recipes keep their noise)."""
+    return names[0] if len(names) == 1 else names[int(rng.integers(len(names)))]
+
+
 def simulate_slice(ct_slice: CTSlice, noise: NoiseConfig, rng: np.random.Generator) -> np.ndarray:
-    """A physics-simulated low-dose version (HU) of one slice, dose fraction drawn by :func:`draw_dose`."""
+    """A physics-simulated low-dose version (HU) of one slice: dose fraction drawn by :func:`draw_dose`,
+    kernel and bowtie drawn from ``noise.kernels`` and ``noise.bowties``."""
+    dose = draw_dose(noise, rng)
+    kernel, bowtie = _draw_name(noise.kernels, rng), _draw_name(noise.bowties, rng)
     return simulate_low_dose(
         ct_slice.hu,
         ct_slice.spacing_mm,
-        dose_fraction=draw_dose(noise, rng),
+        dose_fraction=dose,
         i0=noise.i0,
         electronic_noise_var=noise.electronic_noise_var,
         n_views=noise.n_views,
+        kernel=kernel,
+        bowtie=bowtie,
         seed=rng,
     )
 
