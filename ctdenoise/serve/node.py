@@ -28,6 +28,10 @@ from ctdenoise.serve.spool import DestinationState, EntryState, Spool
 log = logging.getLogger("ctdenoise.serve")
 
 
+INTERRUPTED_SERIES = ("the association that sent this series was aborted (sender stopped or connection lost) and "
+                      "no later association finished it, so the series may be incomplete; send it again")
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff between attempts: ``initial`` seconds after the first failure, doubled each time, at most ``maximum``."""
@@ -77,7 +81,11 @@ class Node:
         """Do one unit of work; False when there was nothing to do now."""
         now = time.time()
         for entry_id in quiet_entries(self.spool.receiving(), now, self.series_timeout):
-            self.spool.close(entry_id)
+            closed = self.spool.close(entry_id)
+            if closed.interrupted:
+                self.spool.fail(closed, INTERRUPTED_SERIES)
+                log.warning("series %s: failed, %d instances kept in failed/: %s", closed.id, closed.instances,
+                            INTERRUPTED_SERIES)
         for state in self.spool.entries("closed"):
             if self._derive_after.get(state.id, 0.0) <= now:
                 self._derive(state)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pynetdicom import AE, evt
@@ -72,6 +72,15 @@ def _identify(path: Path, sop_uid: str) -> tuple[str, str]:
     return series_uid, own_uid
 
 
+@dataclass
+class AssociationStats:
+    """What one association did: instances stored and refused, and the spool entries it stored into."""
+
+    stored: int = 0
+    refused: int = 0
+    entries: set[str] = field(default_factory=set)
+
+
 class ListenError(CTDenoiseError):
     """The SCP cannot listen on its address (port in use, address not on this machine, no permission)."""
 
@@ -83,7 +92,7 @@ class StorageSCP:
         self.spool = spool
         self.config = config
         self._server: ThreadedAssociationServer | None = None
-        self._counts: dict[int, dict[str, int]] = {}
+        self._counts: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
         self.ae = AE(ae_title=config.ae_title)
         for sop_class in STORAGE_SOP_CLASSES:
@@ -120,17 +129,25 @@ class StorageSCP:
 
     # -- event handlers ------------------------------------------------------------------------------
 
-    def _stats(self, event) -> dict[str, int]:
+    def _stats(self, event) -> AssociationStats:
         with self._lock:
-            return self._counts.setdefault(id(event.assoc), {"stored": 0, "refused": 0})
+            return self._counts.setdefault(id(event.assoc), AssociationStats())
 
     def _on_end(self, event, outcome: str) -> None:
-        """The one log line of an association: it was rejected, aborted (a dropped connection too) or released."""
+        """The one log line of an association: it was rejected, aborted (a dropped connection too) or released.
+        The entries it sent instances of are marked interrupted when it was aborted, and cleared when released
+        (:meth:`ctdenoise.serve.spool.Spool.mark_interrupted`): a series whose sender stopped half-way is not
+        derived as if it were complete."""
         with self._lock:
-            stats = self._counts.pop(id(event.assoc), {"stored": 0, "refused": 0})
+            stats = self._counts.pop(id(event.assoc), AssociationStats())
+        if stats.entries and outcome in ("aborted", "released"):
+            try:
+                self.spool.mark_interrupted(stats.entries, outcome == "aborted")
+            except OSError as exc:
+                log.error("cannot record the end of an association in the spool: %s", exc.strerror or exc)
         requestor = event.assoc.requestor
         log.info("association from %s (%s): %s, %d instances stored, %d refused", requestor.ae_title,
-                 requestor.address, outcome, stats["stored"], stats["refused"])
+                 requestor.address, outcome, stats.stored, stats.refused)
 
     def _on_store(self, event) -> int:
         stats = self._stats(event)
@@ -139,14 +156,14 @@ class StorageSCP:
             if limit is not None and len(event.encoded_dataset(include_meta=False)) > limit:
                 raise SpoolRefusal(OUT_OF_RESOURCES, f"instance larger than the limit of {limit} bytes")
             sop_uid = str(event.request.AffectedSOPInstanceUID)
-            self.spool.store(event.encoded_dataset(), lambda path: _identify(path, sop_uid))
+            stats.entries.add(self.spool.store(event.encoded_dataset(), lambda path: _identify(path, sop_uid)))
         except SpoolRefusal as refusal:
-            stats["refused"] += 1
+            stats.refused += 1
             log.warning("refused an instance from %s: %s", event.assoc.requestor.ae_title, refusal.reason)
             return refusal.status
         except OSError as exc:
-            stats["refused"] += 1
+            stats.refused += 1
             log.error("cannot store an instance in the spool: %s", exc.strerror or exc)
             return OUT_OF_RESOURCES
-        stats["stored"] += 1
+        stats.stored += 1
         return 0x0000

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,6 +84,8 @@ class EntryState:
     seconds: float | None = None
     error: str | None = None
     destinations: dict[str, DestinationState] = field(default_factory=dict)
+    interrupted: bool = False
+    """An association that sent instances of this entry was aborted, and none that sent some since was released."""
 
     @classmethod
     def from_json(cls, text: str) -> EntryState:
@@ -223,6 +225,18 @@ class Spool:
         """Entry id -> time of its last arrival, for every entry still receiving."""
         with self._lock:
             return {entry_id: self._last_arrival[entry_id] for entry_id in self._open.values()}
+
+    def mark_interrupted(self, entry_ids: Iterable[str], interrupted: bool) -> None:
+        """Record whether the last association that sent instances of these entries was aborted (``interrupted``)
+        or released; entries no longer receiving are left as they are."""
+        with self._lock:
+            for entry_id in entry_ids:
+                if self._open.get(entry_id.rsplit("-", 1)[0]) != entry_id:
+                    continue
+                state = self.state(entry_id)
+                if state.interrupted != interrupted:
+                    state.interrupted = interrupted
+                    self.save(state)
 
     def close(self, entry_id: str) -> EntryState:
         """End the receiving stage of an entry (later instances of its series open a new generation)."""
