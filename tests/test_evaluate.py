@@ -267,3 +267,18 @@ def test_model_variants_are_named_models_at_an_optional_strength(tmp_path):
     with pytest.raises(SystemExit) as usage:
         main(["evaluate", "--full", str(tmp_path), "--variant", "nameonly", "-o", str(tmp_path / "o")])
     assert usage.value.code == 2
+
+
+def test_sweep_and_simulated_cases_take_the_reconstruction_kernel():
+    from ctdenoise.errors import ConfigError
+    from ctdenoise.evaluate.sweep import SweepSettings, noisy_input
+
+    with pytest.raises(ConfigError, match="kernel"):
+        SweepSettings(kernel="b30f")
+    yy, xx = np.mgrid[:96, :96] - 48
+    phantom = np.where(np.hypot(yy, xx) < 40, 40.0, -1000.0)[None].astype(np.float32)
+    noise_std = {
+        kernel: float((noisy_input(phantom, (0.7, 0.7), "physics", 0.25, np.random.default_rng(0), kernel) - phantom)[0, 38:58, 38:58].std())
+        for kernel in ("smooth", "sharp")
+    }
+    assert noise_std["smooth"] < 0.7 * noise_std["sharp"]

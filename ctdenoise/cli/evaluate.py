@@ -20,6 +20,7 @@ from ctdenoise.evaluate.pairing import CaseSpec, MAYO_THICKNESSES, mayo_cases, p
 from ctdenoise.evaluate.report import EvaluationSettings, evaluate_cases
 from ctdenoise.evaluate.sweep import SweepSettings, run_sweep
 from ctdenoise.intensity import WINDOWS
+from ctdenoise.recon_kernels import KERNELS
 
 log = logging.getLogger("ctdenoise.evaluate")
 NO_MODEL = "none"
@@ -90,6 +91,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--low", type=Path, metavar="DIR", help="low-dose series (generic pair mode)")
     data.add_argument("--full", type=Path, metavar="DIR", help="normal-dose series or tree")
     data.add_argument("--simulate-dose", type=float, metavar="K", help="simulate the low dose from --full at dose fraction K")
+    data.add_argument("--kernel", default="hann", choices=tuple(KERNELS),
+                      help="reconstruction kernel of every simulated low dose (--simulate-dose and the dose sweep), "
+                      "i.e. its noise texture; see 'ctdenoise simulate --help' (default: %(default)s)")
     methods = p.add_argument_group("methods")
     methods.add_argument("--model", default="default",
                          help=f"CLIPDenoiser: shipped model name or checkpoint folder, '{NO_MODEL}' to skip (default: %(default)s)")
@@ -139,9 +143,9 @@ def build_cases(args: argparse.Namespace) -> tuple[list[CaseSpec], dict, bool]:
     if not paired and args.sweep_dose is None and not args.sweep_sigma and not args.clean_check:
         raise argparse.ArgumentTypeError("--full alone needs --low, --simulate-dose, a sweep (--sweep-dose/--sweep-sigma) or --clean-check")
     dose = args.simulate_dose if paired else 0.25
-    cases = simulated_cases(args.full, dose, patients, seed=args.seed)
+    cases = simulated_cases(args.full, dose, patients, seed=args.seed, kernel=args.kernel)
     description = {"mode": "simulated", "full": str(args.full), "simulated_dose": dose, "seed": args.seed,
-                   "simulator": "ctdenoise.simulate.simulate_low_dose (defaults: I0 1e5, 720 views, Hann FBP)"}
+                   "simulator": f"ctdenoise.simulate.simulate_low_dose (I0 1e5, 720 views, {args.kernel} kernel)"}
     return cases, description, paired
 
 
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         print((args.output / CLEAN_CHECK_DIR / "clean_check.md").read_text(encoding="utf-8"))
     if args.sweep_dose is not None or args.sweep_sigma:
         sweep = SweepSettings(doses=args.sweep_dose or (), sigmas=args.sweep_sigma, protocols=protocols,
-                              seed=args.seed, max_slices_per_case=args.sweep_max_slices)
+                              seed=args.seed, max_slices_per_case=args.sweep_max_slices, kernel=args.kernel)
         total = len(sweep.conditions()) * len(cases)
         with tqdm(total=total, unit="case-condition", desc="sweep", disable=None, file=sys.stderr) as bar:
             run_sweep(cases, methods, args.output / "sweep", sweep, lambda _: bar.update(1))

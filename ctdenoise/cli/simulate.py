@@ -7,14 +7,8 @@ from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
 from ctdenoise.io import read_volume, write_volume
-from ctdenoise.simulate import (
-    BOWTIES,
-    DEFAULT_ELECTRONIC_NOISE_VAR,
-    DEFAULT_I0,
-    DEFAULT_N_VIEWS,
-    KERNELS,
-    simulate_low_dose,
-)
+from ctdenoise.recon_kernels import BOWTIES, KERNELS
+from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, simulate_low_dose
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

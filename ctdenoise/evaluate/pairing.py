@@ -63,7 +63,8 @@ class PairedCase:
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """Where one case comes from. ``low=None`` means: simulate the low dose at ``simulated_dose`` with ``seed``."""
+    """Where one case comes from. ``low=None`` means: simulate the low dose at ``simulated_dose`` with ``seed``,
+    reconstructed with ``kernel`` (a :data:`ctdenoise.simulate.KERNELS` name)."""
 
     name: str
     patient: str
@@ -71,6 +72,7 @@ class CaseSpec:
     low: Path | SeriesRef | None = None
     simulated_dose: float | None = None
     seed: int = 0
+    kernel: str = "hann"
 
     def __post_init__(self) -> None:
         if (self.low is None) == (self.simulated_dose is None):
@@ -86,11 +88,12 @@ class CaseSpec:
         if self.low is None:
             assert self.simulated_dose is not None
             low_hu = simulate_low_dose(
-                full.hu, full.spacing[1:], dose_fraction=self.simulated_dose, seed=case_seed(self.seed, self.name)
+                full.hu, full.spacing[1:], dose_fraction=self.simulated_dose, kernel=self.kernel,
+                seed=case_seed(self.seed, self.name),
             )
             return PairedCase(
                 self.name, self.patient, low_hu, full.hu, slice_positions(full), full.spacing[1:],  # type: ignore[arg-type]
-                f"simulated dose {self.simulated_dose:g} of {full.source_path}", str(full.source_path),
+                f"simulated dose {self.simulated_dose:g} ({self.kernel} kernel) of {full.source_path}", str(full.source_path),
                 simulated_dose=self.simulated_dose,
             )
         low = read_volume(self.low)
@@ -221,9 +224,10 @@ def pair_case(low: Path | str, full: Path | str, name: str | None = None) -> Cas
 
 
 def simulated_cases(
-    root: Path | str, dose_fraction: float, patients: tuple[str, ...] | None = None, seed: int = 0
+    root: Path | str, dose_fraction: float, patients: tuple[str, ...] | None = None, seed: int = 0,
+    kernel: str = "hann",
 ) -> list[CaseSpec]:
-    """One case per normal-dose series under ``root``, its low dose simulated at ``dose_fraction``.
+    """One case per normal-dose series under ``root``, its low dose simulated at ``dose_fraction`` with ``kernel``.
 
     A case's patient is its first folder level under ``root`` (the series key when the series lies
     in ``root`` itself); ``patients`` keeps only those names (InputError if one is absent).
@@ -233,7 +237,8 @@ def simulated_cases(
     cases = []
     for ref in refs:
         patient = ref.key.split("/")[0] if "/" in ref.key else ref.key
-        cases.append(CaseSpec(name=ref.key, patient=patient, full=ref, simulated_dose=dose_fraction, seed=seed))
+        cases.append(CaseSpec(name=ref.key, patient=patient, full=ref, simulated_dose=dose_fraction, seed=seed,
+                              kernel=kernel))
     if patients is not None:
         missing = sorted(set(patients) - {c.patient for c in cases})
         if missing:

@@ -36,6 +36,7 @@ from ctdenoise.evaluate.methods import Method, apply_method
 from ctdenoise.evaluate.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, case_seed
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.recon_kernels import get_kernel
 from ctdenoise.simulate import add_gaussian_noise, simulate_low_dose
 
 SWEEP_CSV, SWEEP_JSON, SWEEP_MARKDOWN, SWEEP_PLOT = "sweep.csv", "sweep.json", "sweep.md", "psnr_vs_dose.png"
@@ -51,7 +52,8 @@ SWEEP_FIELDS = ("case", "noise", "level", "method", "protocol", "psnr_mean", "ps
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """Conditions of a sweep: dose fractions in (0, 1], Gaussian sigmas (x/255), protocols, seed, slice budget.
+    """Conditions of a sweep: dose fractions in (0, 1], Gaussian sigmas (x/255), protocols, seed, slice budget,
+    and the reconstruction ``kernel`` of the simulated doses (a :data:`ctdenoise.simulate.KERNELS` name).
 
     ``max_slices_per_case`` keeps that many evenly spaced slices of each case (simulation costs about
     a second per 512x512 slice and condition on a CPU); None keeps all.
@@ -62,8 +64,10 @@ class SweepSettings:
     protocols: tuple[str, ...] = ("redcnn",)
     seed: int = 0
     max_slices_per_case: int | None = 32
+    kernel: str = "hann"
 
     def __post_init__(self) -> None:
+        get_kernel(self.kernel)
         if not self.doses and not self.sigmas:
             raise ConfigError("sweep", "give at least one dose fraction or Gaussian sigma")
         for dose in self.doses:
@@ -80,10 +84,13 @@ class SweepSettings:
         return [("physics", d) for d in self.doses] + [("gaussian", s) for s in self.sigmas]
 
 
-def noisy_input(full_hu: np.ndarray, spacing: tuple[float, float], noise: str, level: float, rng: np.random.Generator) -> np.ndarray:
-    """The noisy HU stack of one condition (see the module docstring)."""
+def noisy_input(
+    full_hu: np.ndarray, spacing: tuple[float, float], noise: str, level: float, rng: np.random.Generator,
+    kernel: str = "hann",
+) -> np.ndarray:
+    """The noisy HU stack of one condition (see the module docstring); ``kernel`` applies to physics noise."""
     if noise == "physics":
-        return simulate_low_dose(full_hu, spacing, dose_fraction=level, seed=rng)
+        return simulate_low_dose(full_hu, spacing, dose_fraction=level, kernel=kernel, seed=rng)
     return unit_to_hu(add_gaussian_noise(hu_to_unit(full_hu), level / 255.0, rng=rng)).astype(np.float32)
 
 
@@ -114,7 +121,7 @@ def run_sweep(
         full_hu = full.hu[_kept_slices(full.shape[0], settings.max_slices_per_case)]
         for noise, level in settings.conditions():
             rng = case_seed(settings.seed, f"{case.name}|{noise}|{level}")
-            low = noisy_input(full_hu, full.spacing[1:], noise, level, rng)  # type: ignore[arg-type]
+            low = noisy_input(full_hu, full.spacing[1:], noise, level, rng, settings.kernel)  # type: ignore[arg-type]
             for method in methods:
                 for pred, ref in zip(apply_method(method, low, full_hu), full_hu):
                     body_rmse = body_rmse_hu(pred, ref)

@@ -21,7 +21,8 @@ import yaml
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.metrics import get_protocol
 from ctdenoise.model.config import ModelConfig
-from ctdenoise.simulate import BOWTIES, DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, KERNELS, PAPER_SIGMA
+from ctdenoise.recon_kernels import BOWTIES, KERNELS
+from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, PAPER_SIGMA
 
 #: ``encoder_weights`` values that are not file paths.
 OPENAI_WEIGHTS = "openai"
