@@ -24,7 +24,7 @@ from ctdenoise.errors import CTDenoiseError, OutputError
 from ctdenoise.jobs.interrupt import StopRequested
 
 #: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "serve", "simulate", "train")
+SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "iq", "serve", "simulate", "train")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT = 130

@@ -25,7 +25,7 @@ from ctdenoise.iq.noise import as_spacing
 #: ESF bin width as a fraction of a pixel (TG-233: about one tenth).
 ESF_BIN_FRACTION = 0.1
 #: Half-width (pixels) of the band around the edge the ESF covers, at most this and at most 0.9 radius.
-EDGE_HALF_WIDTH_PX = 12.0
+EDGE_HALF_WIDTH_PX = 8.0
 #: The TTF is sampled this finely (cycles/mm) by zero-padding the LSF.
 TTF_FREQUENCY_STEP = 0.005
 

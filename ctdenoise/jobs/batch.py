@@ -41,6 +41,7 @@ from ctdenoise.jobs.plan import (
     series_warnings,
 )
 from ctdenoise.jobs.report import REPORT_FILE, BatchReport, SeriesResult
+from ctdenoise.jobs.report_html import write_batch_report_html
 from ctdenoise.jobs.resume import decide_resume
 from ctdenoise.jobs.runner import process_jobs
 
@@ -103,4 +104,5 @@ def run_batch(
             report = BatchReport(model="", output_format=options.output_format, discovery_problems=problems)
             process_jobs(jobs, out_dir, load_model, report, out_dir / REPORT_FILE, options)
             write_text_atomic(out_dir / REPORT_FILE, report.to_json())
+            write_batch_report_html(out_dir, report, jobs)
     return report

@@ -36,6 +36,7 @@ from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remo
 from ctdenoise.jobs.plan import BatchJob, check_inputs_exist, plan_jobs, raise_for_unusable_inputs
 from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.report import REPORT_FILE, BatchReport, merge_reports
+from ctdenoise.jobs.report_html import write_batch_report_html
 from ctdenoise.jobs.runner import process_jobs
 
 
@@ -112,6 +113,7 @@ def run_batch_distributed(
             report = merge_reports([r for r in gathered if r is not None], failures, problems, options.output_format)
             if info.rank == 0:
                 write_text_atomic(out_dir / REPORT_FILE, report.to_json())
+                write_batch_report_html(out_dir, report, jobs)
                 for rank in range(info.world_size):
                     (out_dir / partial_report_name(rank)).unlink(missing_ok=True)
             dist.barrier()
