@@ -8,11 +8,22 @@ stopped by the test that started them.
 
 from __future__ import annotations
 
-import pydicom
+import json
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
-from test_serve import CT_SMALL, association, done_records, running_node, send, wait_for
+import pydicom
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from test_serve import CT_SMALL, association, done_records, running_node, running_scp, send, wait_for
+from ctdenoise.serve.guard import AssociationLimits
+from ctdenoise.serve.scp import ScpConfig
 from ctdenoise.serve.senders import FolderDestination
-from ctdenoise.serve.spool import spool_status
+from ctdenoise.serve.spool import Spool, spool_status
 
 
 def test_a_series_whose_sender_aborted_half_way_is_not_delivered_as_complete(build_series, tiny_model, tmp_path):
@@ -29,3 +40,80 @@ def test_a_series_whose_sender_aborted_half_way_is_not_delivered_as_complete(bui
         assert send(port, files) == [0] * 10  # the sender sends it again, whole
         wait_for(lambda: done_records(spool_dir), what="the whole series to be delivered")
     assert done_records(spool_dir)[0]["derived"] == 10 and len(list(out.rglob("*.dcm"))) == 10
+
+
+def limited(**limits) -> ScpConfig:
+    return ScpConfig(port=0, limits=AssociationLimits(**limits))
+
+
+def test_silent_connections_are_closed_and_do_not_lock_senders_out(ct_small, tmp_path):
+    with running_scp(Spool(tmp_path / "spool"), limited(max_associations=3, acse_timeout=1.0)) as scp:
+        silent = [socket.create_connection(("127.0.0.1", scp.port)) for _ in range(5)]  # more than the limit
+        try:
+            for sock in silent:
+                sock.settimeout(10)
+                assert sock.recv(1) == b""  # closed by the node after --acse-timeout
+            assert send(scp.port, [ct_small]) == [0]
+        finally:
+            for sock in silent:
+                sock.close()
+
+
+def test_an_association_kept_alive_with_c_echo_but_storing_nothing_is_aborted(ct_small, tmp_path):
+    with running_scp(Spool(tmp_path / "spool"), limited(idle_timeout=1.0)) as scp:
+        with association(scp.port, contexts=(CTImageStorage, Verification)) as assoc:
+            assert assoc.send_c_store(pydicom.dcmread(ct_small)).Status == 0
+            deadline = time.monotonic() + 10
+            while assoc.is_established and time.monotonic() < deadline:
+                assoc.send_c_echo()
+                time.sleep(0.2)
+            assert assoc.is_aborted
+        assert send(scp.port, [ct_small]) == [0]
+    [entry] = (tmp_path / "spool" / "series").iterdir()
+    assert not json.loads((entry / "state.json").read_text())["interrupted"]  # it had finished its instances
+
+
+def test_one_peer_cannot_hold_more_than_its_share_of_associations(ct_small, tmp_path):
+    with running_scp(Spool(tmp_path / "spool"), limited(max_per_peer=2)) as scp:
+        with association(scp.port) as first, association(scp.port) as second:
+            assert first.is_established and second.is_established
+            with association(scp.port) as third:
+                assert third.is_rejected
+        assert send(scp.port, [ct_small]) == [0]  # the first two were released: room again
+
+
+def test_many_honest_concurrent_senders_all_get_through(ct_small, tmp_path):
+    with running_scp(Spool(tmp_path / "spool")) as scp:  # the defaults
+        with ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(lambda _: send(scp.port, [ct_small]), range(24)))
+    assert statuses == [[0]] * 24
+
+
+SENDER = """
+import sys, pydicom
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
+ds = pydicom.dcmread(sys.argv[2])
+ds.add_new(0x00091010, "OB", bytes(40 * 1024 * 1024))  # a 40 MB private element
+ae = AE(ae_title="SCANNER")
+ae.add_requested_context(CTImageStorage)
+assoc = ae.associate("127.0.0.1", int(sys.argv[1]), ae_title="CTDENOISE")
+status = assoc.send_c_store(ds) if assoc.is_established else None
+print("stored" if status and status.Status == 0 else "not-stored", "established" if assoc.is_established else "ended")
+"""
+
+
+def test_an_oversized_instance_is_refused_while_it_arrives_not_buffered_whole(ct_small, tmp_path):
+    """The sender runs in another process, so the traced peak is the node's own memory."""
+    limit = 2 * 1024 * 1024
+    with running_scp(Spool(tmp_path / "spool"), ScpConfig(port=0, max_instance_bytes=limit)) as scp:
+        tracemalloc.start()
+        try:
+            result = subprocess.run([sys.executable, "-c", SENDER, str(scp.port), str(ct_small)],
+                                    capture_output=True, text=True, timeout=120)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert result.stdout.split() == ["not-stored", "ended"], result.stdout + result.stderr
+        assert peak < 4 * limit, f"the node buffered {peak} bytes for a {limit}-byte limit"
+        assert send(scp.port, [ct_small]) == [0]  # and goes on serving

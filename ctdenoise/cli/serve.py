@@ -36,6 +36,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: The options of :class:`ctdenoise.serve.guard.AssociationLimits`, in its field order: flag, type, default,
+#: metavar, help.
+ASSOCIATION_LIMITS = (
+    ("--max-associations", int, 64, "N",
+     "associations open at once, from all peers together; more are rejected as a transient local limit"),
+    ("--max-associations-per-peer", int, 32, "N", "associations open at once from one IP address"),
+    ("--association-timeout", float, 10.0, "SECONDS",
+     "a new connection that sends no association request within this time is closed"),
+    ("--network-timeout", float, 60.0, "SECONDS", "an association silent for this long is aborted"),
+    ("--idle-timeout", float, 60.0, "SECONDS",
+     "an association that receives no instance for this long is aborted, C-ECHO or not"),
+)
+LIMIT_OPTIONS = tuple(flag[2:].replace("-", "_") for flag, *_ in ASSOCIATION_LIMITS)
+
 #: Options that a --config file cannot set.
 NOT_IN_CONFIG = ("config", "status", "help")
 
@@ -68,6 +82,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="refuse instances beyond this many in one series (default: %(default)s)")
     p.add_argument("--max-spool-size", type=float, default=100, metavar="GB",
                    help="refuse instances while the spool holds this much (default: %(default)s GB)")
+    for flag, kind, default, metavar, text in ASSOCIATION_LIMITS:
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} (default: %(default)s)")
     p.add_argument("--retry-initial", type=float, default=5.0, metavar="SECONDS",
                    help="wait before retrying a failed delivery; doubled after each failure (default: %(default)s)")
     p.add_argument("--retry-max", type=float, default=300.0, metavar="SECONDS",
@@ -95,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.output or args.forward or args.stow):
         raise ConfigError("destination", "give at least one of --output, --forward or --stow")
     for option in ("series_timeout", "max_instance_size", "max_series_instances", "max_spool_size", "retry_initial",
-                   "retry_max"):
+                   "retry_max", *LIMIT_OPTIONS):
         if getattr(args, option) <= 0:
             raise ConfigError(option, f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     for title in (args.ae_title, *args.allow_ae):
@@ -115,6 +131,7 @@ def build_node(args: argparse.Namespace):
     """The :class:`ctdenoise.serve.node.Node` the options describe, its model loaded and prepared."""
     from ctdenoise.registry import load_model, model_label
     from ctdenoise.serve.derive import SeriesDenoiser
+    from ctdenoise.serve.guard import AssociationLimits
     from ctdenoise.serve.node import Node, RetryPolicy
     from ctdenoise.serve.scp import ScpConfig, StorageSCP
     from ctdenoise.serve.senders import CStoreDestination, FolderDestination, StowDestination
@@ -130,7 +147,8 @@ def build_node(args: argparse.Namespace):
     denoiser = SeriesDenoiser(load_model(args.model, clip_weights=args.clip_weights), label, settings,
                               io_workers=args.io_workers)
     spool = Spool(args.spool, max_bytes=int(args.max_spool_size * 1024 * MB), max_instances=args.max_series_instances)
+    limits = AssociationLimits(*(getattr(args, option) for option in LIMIT_OPTIONS))
     scp = StorageSCP(spool, ScpConfig(args.ae_title, args.host, args.port, args.allow_ae,
-                                      int(args.max_instance_size * MB)))
+                                      int(args.max_instance_size * MB), limits))
     return Node(spool, scp, denoiser, destinations, series_timeout=args.series_timeout,
                 retry=RetryPolicy(args.retry_initial, args.retry_max))

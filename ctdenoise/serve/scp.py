@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pynetdicom import AE, evt
@@ -31,6 +31,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ctdenoise.errors import CTDenoiseError, InputError
 from ctdenoise.io.dicom_headers import check_header, read_dicom
+from ctdenoise.serve.guard import AssociationGuard, AssociationLimits, is_idle_abort
 from ctdenoise.serve.spool import OUT_OF_RESOURCES, Spool, SpoolRefusal
 
 log = logging.getLogger("ctdenoise.serve")
@@ -47,13 +48,16 @@ CANNOT_UNDERSTAND = 0xC000
 
 @dataclass
 class ScpConfig:
-    """Where and how to listen; ``max_instance_bytes`` bounds one received data set (None: unbounded)."""
+    """Where and how to listen; ``max_instance_bytes`` bounds one received data set (None: unbounded), checked
+    while it arrives; ``limits``: associations at once, per peer, and their timeouts
+    (:class:`ctdenoise.serve.guard.AssociationLimits`)."""
 
     ae_title: str = "CTDENOISE"
     host: str = "127.0.0.1"
     port: int = 11112
     allow_ae: Sequence[str] = ()
     max_instance_bytes: int | None = None
+    limits: AssociationLimits = AssociationLimits()
 
 
 def _identify(path: Path, sop_uid: str) -> tuple[str, str]:
@@ -95,6 +99,8 @@ class StorageSCP:
         self._counts: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
         self.ae = AE(ae_title=config.ae_title)
+        self.guard = AssociationGuard(replace(config.limits, max_instance_bytes=config.max_instance_bytes))
+        self.guard.configure(self.ae)
         for sop_class in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification)
@@ -103,12 +109,14 @@ class StorageSCP:
 
     def start(self) -> None:
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_end, ["rejected"]),
-                    (evt.EVT_ABORTED, self._on_end, ["aborted"]), (evt.EVT_RELEASED, self._on_end, ["released"])]
+                    (evt.EVT_ABORTED, self._on_end, ["aborted"]), (evt.EVT_RELEASED, self._on_end, ["released"]),
+                    *self.guard.handlers()]
         try:
             self._server = self.ae.start_server((self.config.host, self.config.port), block=False,
                                                 evt_handlers=handlers)
         except OSError as exc:
             raise ListenError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from None
+        self.guard.start()
 
     @property
     def port(self) -> int:
@@ -126,6 +134,7 @@ class StorageSCP:
             assoc.join(grace)
             if assoc.is_alive():
                 assoc.abort()
+        self.guard.stop()
 
     # -- event handlers ------------------------------------------------------------------------------
 
@@ -140,9 +149,14 @@ class StorageSCP:
         derived as if it were complete."""
         with self._lock:
             stats = self._counts.pop(id(event.assoc), AssociationStats())
-        if stats.entries and outcome in ("aborted", "released"):
+        aborted_because = self.guard.release(event.assoc)
+        if aborted_because is not None:
+            outcome = f"aborted by the node ({aborted_because})"
+            stats.refused += not is_idle_abort(aborted_because)
+        interrupted = outcome.startswith("aborted") and not is_idle_abort(aborted_because)
+        if stats.entries and outcome != "rejected":
             try:
-                self.spool.mark_interrupted(stats.entries, outcome == "aborted")
+                self.spool.mark_interrupted(stats.entries, interrupted)
             except OSError as exc:
                 log.error("cannot record the end of an association in the spool: %s", exc.strerror or exc)
         requestor = event.assoc.requestor
