@@ -48,7 +48,7 @@ def dose_value(text: str) -> float:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ctdenoise.simulate import KERNELS
+    from ctdenoise.recon_kernels import KERNELS
 
     p = subparsers.add_parser(
         "iq",

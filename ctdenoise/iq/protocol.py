@@ -191,7 +191,8 @@ def run_protocol(
     (at ``report_dose`` and the first kernel), ``conditions`` (every kernel and dose), ``dose_reduction`` and
     ``analytic`` (the phantom's true TTF50/TTF10).
     """
-    from ctdenoise.simulate import get_kernel, simulate_low_dose
+    from ctdenoise.recon_kernels import get_kernel
+    from ctdenoise.simulate import simulate_low_dose
 
     if protocol.realisations < 2:
         raise ConfigError("realisations", f"needs at least 2 repeated scans, got {protocol.realisations}")

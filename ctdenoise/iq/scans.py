@@ -64,17 +64,26 @@ def read_scans(sources: Sequence[str | Path]) -> RepeatedScans:
 
 
 def check_repeated(scans: RepeatedScans, layout: Layout) -> None:
-    """InputError naming the series whose slices differ from the ensemble mean by more than noise: more than
+    """InputError naming the series whose slices differ by more than noise: more than
     :data:`MAX_OUTLIER_FRACTION` of the object's pixels beyond :data:`OUTLIER_SIGMAS` noise standard deviations
-    (measured in ``layout.rois``). Repeated scans of one phantom section differ by noise only; other anatomy,
-    another section or a moved phantom do not."""
+    (measured in ``layout.rois``) from the mean of the other series' scans (of all scans when there is one series).
+    Repeated scans of one phantom section differ by noise only; other anatomy, another section or a moved phantom
+    do not. Of several such series the one that differs most is named."""
     noise = noise_only_images(scans.hu)
-    sigma = measure_noise(noise, layout.rois)
+    sigma = max(measure_noise(noise, layout.rois), 1e-3)
     body = object_mask(scans.hu.mean(axis=0))
     origin = np.array(scans.origin)
+    fractions = {}
     for series in scans.series:
-        outliers = np.abs(noise[origin == series][:, body]) > OUTLIER_SIGMAS * max(sigma, 1e-3)
-        if outliers.mean() > MAX_OUTLIER_FRACTION:
-            raise InputError(series, f"its slices differ from the mean of all scans by more than {OUTLIER_SIGMAS:g} "
-                             f"times the noise ({sigma:.1f} HU) in {100 * outliers.mean():.1f} % of the phantom: "
-                             "not repeated scans of the same phantom section")
+        mine = origin == series
+        if mine.all():
+            difference = noise[:, body]
+        else:  # x - mean of m others has variance sigma^2 (1 + 1/m)
+            others = scans.hu[~mine].astype(np.float64)
+            difference = (scans.hu[mine][:, body] - others.mean(axis=0)[body]) / np.sqrt(1.0 + 1.0 / len(others))
+        fractions[series] = float((np.abs(difference) > OUTLIER_SIGMAS * sigma).mean())
+    worst = max(fractions, key=fractions.get)
+    if fractions[worst] > MAX_OUTLIER_FRACTION:
+        compared = "the other series' scans" if len(fractions) > 1 else "the mean of its scans"
+        raise InputError(worst, f"its slices differ from {compared} by more than {OUTLIER_SIGMAS:g} times the noise ({sigma:.1f} HU) in "
+                         f"{100 * fractions[worst]:.1f} % of the phantom: not repeated scans of the same phantom section")
