@@ -25,7 +25,8 @@ from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImage
 from conftest import real_test_file
 from ctdenoise.cli import main
 from ctdenoise.inference import InferenceSettings
-from ctdenoise.serve.derive import SeriesDenoiser, derivation_key, derived_uid_for
+from ctdenoise.jobs.derived_uids import derivation_key, derived_uid_for
+from ctdenoise.serve.derive import SeriesDenoiser
 from ctdenoise.serve.node import Node, RetryPolicy
 from ctdenoise.serve.scp import DATASET_MISMATCH, ScpConfig, StorageSCP
 from ctdenoise.serve.senders import CStoreDestination, FolderDestination, StowDestination
@@ -145,10 +146,10 @@ def test_series_received_over_dicom_is_delivered_to_a_folder_as_derived_series(s
     assert not list((spool_dir / "series").iterdir())  # delivered series leave the spool
 
 
-#: What differs between two derivations of the same series: the derived UIDs (random for ``ctdenoise denoise``,
-#: computed for the node) and the moment of derivation.
-PER_DERIVATION = {"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID", "InstanceCreationDate",
-                  "InstanceCreationTime", "SeriesDate", "SeriesTime", "ContentDate", "ContentTime"}
+#: What differs between two derivations of the same series: the moment of derivation (the derived UIDs are
+#: computed by the same rule, ctdenoise.jobs.derived_uids).
+PER_DERIVATION = {"InstanceCreationDate", "InstanceCreationTime", "SeriesDate", "SeriesTime", "ContentDate",
+                  "ContentTime"}
 
 
 def comparable(ds: pydicom.Dataset) -> dict:
@@ -159,8 +160,8 @@ def comparable(ds: pydicom.Dataset) -> dict:
 
 def test_the_node_derives_what_ctdenoise_denoise_writes(series, tiny_checkpoint, tmp_path):
     """A series sent to the node and the same series given to ``ctdenoise denoise`` give the same derived files,
-    pixel for pixel and attribute for attribute, except the derived UIDs and creation times (one function,
-    ctdenoise.jobs.series.denoise_series, derives both)."""
+    pixel for pixel and attribute for attribute, derived UIDs included, except the creation times (one
+    function, ctdenoise.jobs.series.denoise_series, derives both)."""
     from ctdenoise.registry import load_model, model_label
 
     assert main(["-q", "denoise", str(series[0].parent), "-o", str(tmp_path / "batch"), "--model",
@@ -181,7 +182,6 @@ def test_the_node_derives_what_ctdenoise_denoise_writes(series, tiny_checkpoint,
         theirs = batch[source_uid]
         assert ours.PixelData == theirs.PixelData
         assert comparable(ours) == comparable(theirs)
-        assert ours.SOPInstanceUID != theirs.SOPInstanceUID  # the node's are computed, the batch's random
     assert len({ds.SeriesInstanceUID for ds in node.values()}) == 1
 
 
@@ -225,7 +225,9 @@ def test_allow_ae_rejects_other_calling_ae_titles(ct_small, tmp_path):
 def test_limits_refuse_large_instances_long_series_and_a_full_spool(series, tmp_path):
     size = len(series[0].read_bytes())
     with running_scp(Spool(tmp_path / "a"), ScpConfig(port=0, max_instance_bytes=size // 2)) as scp:
-        assert send(scp.port, series[:1]) == [OUT_OF_RESOURCES]
+        with association(scp.port) as assoc:  # refused while it arrives: the association is aborted
+            assert "Status" not in assoc.send_c_store(pydicom.dcmread(series[0]))
+            wait_for(lambda: assoc.is_aborted, timeout=10, what="the abort")
     with running_scp(Spool(tmp_path / "b", max_instances=2)) as scp:  # a repeat of a stored one is still taken
         assert send(scp.port, [series[0], series[1], series[2], series[0]]) == [0, 0, OUT_OF_RESOURCES, 0]
     with running_scp(Spool(tmp_path / "c", max_bytes=int(size * 1.5))) as scp:

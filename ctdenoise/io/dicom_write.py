@@ -49,10 +49,10 @@ from ctdenoise.io.dicom_read import enhanced_frame_order, enhanced_frame_rescale
 from ctdenoise.io.pool import map_files
 from ctdenoise.io.volume import Volume
 
-SERIES_NUMBER_BLOCK = 100_000
-"""Derived SeriesNumbers keep the source's number modulo this in their last digits (see :func:`derived_series_number`)."""
-SERIES_NUMBER_BLOCKS = (2**31 - 1) // SERIES_NUMBER_BLOCK - 1
-"""How many blocks a derived SeriesNumber can fall in (21473): all stay below the IS maximum 2147483647."""
+SERIES_NUMBER_FACTOR = 1000
+"""A derived SeriesNumber is the source's times this plus a setting index of 1 .. 999 (:func:`derived_series_number`)."""
+IS_MAX = 2**31 - 1
+"""The largest value of an IS (Integer String) attribute."""
 
 INSTANCE_CREATOR_UID = generate_uid(entropy_srcs=["ctdenoise derived-series writer"])
 """InstanceCreatorUID of every object ctdenoise writes: one fixed UID (under pydicom's root) naming ctdenoise."""
@@ -321,25 +321,23 @@ def _source_series_number(source: Dataset) -> int:
 
 
 def derived_series_number(source: Dataset, derivation_description: str) -> int:
-    """The SeriesNumber of a derived series of ``source``: valid IS, distinct per source and derivation.
+    """The SeriesNumber of a derived series of ``source``: readable, valid IS, distinct per source and derivation.
 
-    Rule: ``block * 100000 + (source SeriesNumber mod 100000)``, so the last five digits are the
-    source's number (source 3 gives ``...00003``) and the value stays in 100000 .. 2147399999, inside IS
-    (at most 2147483647) whatever the source holds. ``block`` (1 .. 21473) is taken from the sha256 of
-    the source's SeriesInstanceUID and ``derivation_description`` (which names the model, its settings
-    and the strength): the same series derived twice with the same settings gets the same number (a
-    re-run replaces, it does not add), with different settings a different number (the chance that
-    two settings share one is 1 in 21473), and two source series that share a number get different ones.
-    A result equal to the source's own number moves to the next block. Absent or damaged source numbers
-    count as 0.
+    Rule: ``source SeriesNumber * 1000 + index``, so a radiologist sees the source's number in front
+    (series 3 gives 3001 .. 3999, series 601 gives 601001 .. 601999). ``index`` (1 .. 999) is taken from
+    the sha256 of the source's SeriesInstanceUID and ``derivation_description`` (which names the model, its
+    settings and the strength): the same series derived twice with the same settings gets the same number
+    (a re-run replaces, it does not add), different settings a different number (two settings share one
+    with a chance of 1 in 999), and two source series that share a number get different ones. A source
+    number that is absent, damaged, negative or too large for the product to stay within IS counts as 0
+    (the derived number is then the index alone).
     """
     number = _source_series_number(source)
+    if not 0 <= number <= (IS_MAX - SERIES_NUMBER_FACTOR + 1) // SERIES_NUMBER_FACTOR:
+        number = 0
     identity = f"{source.get('SeriesInstanceUID', '')}\n{derivation_description}".encode("utf-8", "replace")
-    block = int.from_bytes(hashlib.sha256(identity).digest()[:8], "big") % SERIES_NUMBER_BLOCKS
-    derived = (block + 1) * SERIES_NUMBER_BLOCK + number % SERIES_NUMBER_BLOCK
-    if derived == number:  # only a source numbered in this very scheme
-        derived = ((block + 1) % SERIES_NUMBER_BLOCKS + 1) * SERIES_NUMBER_BLOCK + number % SERIES_NUMBER_BLOCK
-    return derived
+    index = int.from_bytes(hashlib.sha256(identity).digest()[:8], "big") % (SERIES_NUMBER_FACTOR - 1) + 1
+    return number * SERIES_NUMBER_FACTOR + index  # never the source's own: index >= 1, and 0 <= number < 1000 * number + 1
 
 
 def _check_encoder(compression: str, source: Dataset, out_dir: Path) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from ctdenoise.inference import InferenceSettings, prepare_for_settings, resolve_strength
 from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, read_volume, write_volume
+from ctdenoise.jobs.derived_uids import derivation_key, derived_uid_for
 from ctdenoise.jobs.overlap import denoise_while_writing
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import derived_series_texts
@@ -29,8 +30,9 @@ class Derivation:
     """How a run derives its series: ``runner`` (``model`` prepared for ``settings``), ``model`` and its
     ``label`` for the provenance texts (:func:`ctdenoise.registry.derived_series_texts`), the
     ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression``, ``derived_uid``:
-    None for new random derived UIDs, or a function from a source UID to its derived UID (the node's
-    deterministic UIDs), and ``io_workers``: the processes that decode and encode a DICOM series' files
+    a function from a source UID to its derived UID, or None for the rule of
+    :mod:`ctdenoise.jobs.derived_uids` (the same source, model and pixel-changing settings give the same
+    UIDs, with a strength table's strength resolved per series), and ``io_workers``: the processes that decode and encode a DICOM series' files
     (:func:`ctdenoise.io.pool.resolve_workers`; None: one per available core, 1: in this process)."""
 
     runner: torch.nn.Module
@@ -89,7 +91,7 @@ def denoise_series(
     replaced only with ``overwrite``). DICOM output is the derived series' files in ``target``; an image
     file is ``target/<target name>.<ext>``. A strength table (strength "auto") is resolved for this series
     from its estimated noise (:func:`ctdenoise.inference.resolve_strength`), and the number is what the
-    provenance texts record. Any error (reading, computing, writing) leaves ``target`` as it was and is
+    provenance texts and the derived UIDs (:mod:`ctdenoise.jobs.derived_uids`) record. Any error (reading, computing, writing) leaves ``target`` as it was and is
     raised; ``progress(slices)`` is called after each batch of slices and may raise to stop."""
     target = Path(target)
     with atomic_write_dir(target, overwrite=overwrite) as staging:
@@ -99,7 +101,8 @@ def denoise_series(
         suffix, description = derived_series_texts(derivation.model, derivation.label, settings.strength)
         is_dicom_output = derivation.output_format == "dicom" or (
             derivation.output_format == "same" and bool(volume.dicom_datasets))
-        dicom_only = {"compression": derivation.compression, "derived_uid": derivation.derived_uid,
+        derived_uid = derivation.derived_uid or derived_uid_for(derivation_key(derivation.label, settings))
+        dicom_only = {"compression": derivation.compression, "derived_uid": derived_uid,
                       "workers": derivation.io_workers}
         noise_after: list[float | None] = []
 
