@@ -9,18 +9,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MAX_QUOTED_CHARS = 80
+"""Longest text of a value (or of a library's message) quoted in an error message; the rest is cut."""
+
+MAX_PROBLEM_CHARS = 1000
+"""Longest ``problem`` of an InputError or OutputError: one log line, however long the values it quotes."""
+
+
+def shorten(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``str(value)``, cut to ``limit`` characters with how many there were (a corrupt element's value can be
+    megabytes long, and an error message is one log line)."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``repr(value)``, cut as :func:`shorten` cuts."""
+    return shorten(repr(value), limit)
+
 
 class CTDenoiseError(Exception):
     """Base class of all errors ctdenoise raises deliberately."""
 
 
 class InputError(CTDenoiseError):
-    """An input file or folder cannot be used. ``path`` names it; the message says why."""
+    """An input file or folder cannot be used. ``path`` names it; the message says why (at most
+    :data:`MAX_PROBLEM_CHARS` characters)."""
 
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = Path(path) if path is not None else None
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+        self.problem = shorten(problem, MAX_PROBLEM_CHARS)
+        super().__init__(f"{self.path}: {self.problem}" if self.path is not None else self.problem)
 
 
 class NotDicomError(InputError):
@@ -60,12 +81,13 @@ class UnpairedSlicesError(InputError):
 
 
 class OutputError(CTDenoiseError):
-    """An output cannot be written (refused path, read-only or full disk, existing output)."""
+    """An output cannot be written (refused path, read-only or full disk, existing output); the problem is cut
+    to :data:`MAX_PROBLEM_CHARS` characters."""
 
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = Path(path) if path is not None else None
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+        self.problem = shorten(problem, MAX_PROBLEM_CHARS)
+        super().__init__(f"{self.path}: {self.problem}" if self.path is not None else self.problem)
 
 
 class ModelError(CTDenoiseError):

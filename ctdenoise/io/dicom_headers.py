@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from ctdenoise.errors import (
@@ -22,6 +24,8 @@ from ctdenoise.errors import (
     NotDicomError,
     PixelDataError,
     UnsupportedTransferSyntaxError,
+    quoted,
+    shorten,
 )
 
 CLASSIC_CT_SOP_CLASSES = frozenset({pydicom.uid.CTImageStorage})
@@ -57,19 +61,21 @@ def read_dicom(path: Path, *, header_only: bool) -> Dataset:
     ``header_only`` stops before the pixel data so nothing large is read. pydicom converts element
     values lazily, on first access; every element (in sequences too) is converted here, so a corrupt
     value (unknown VR, undecodable text or number) is reported now, as NotDicomError with the file,
-    instead of escaping later as a raw pydicom exception from whichever code touches it first.
+    instead of escaping later as a raw pydicom exception from whichever code touches it first. The
+    dataset is picklable (it travels between the I/O worker processes and the caller): see
+    :func:`_picklable_value`.
     """
     try:
         with open(path, "rb") as handle:
             ds = pydicom.dcmread(_SizeBoundedReader(handle), stop_before_pixels=header_only)
         ds.buffer = None  # the closed handle: ds.filename (its name) says where the dataset came from
     except InvalidDicomError as exc:
-        raise NotDicomError(path, f"not a DICOM file ({exc})") from None
+        raise NotDicomError(path, f"not a DICOM file ({shorten(exc)})") from None
     except Exception as exc:  # corrupt files make pydicom raise many types (struct, Unicode, VR, EOF ...)
-        raise NotDicomError(path, f"cannot parse DICOM header: {type(exc).__name__}: {exc}") from None
+        raise NotDicomError(path, f"cannot parse DICOM header: {type(exc).__name__}: {shorten(exc)}") from None
     _convert_elements(ds.file_meta, path)
     _convert_elements(ds, path)
-    _record_transfer_syntax(ds)
+    _record_transfer_syntax(ds, path)
     return ds
 
 
@@ -81,21 +87,49 @@ def _convert_elements(ds: Dataset, path: Path) -> None:
         except Exception as exc:  # unknown VR, bad number/text/UID encodings, ... (pydicom raises many types)
             name = pydicom.datadict.keyword_for_tag(tag) or "private or unknown"
             raise NotDicomError(
-                path, f"cannot parse DICOM element {tag} ({name}): {type(exc).__name__}: {exc}"
+                path, f"cannot parse DICOM element {tag} ({name}): {type(exc).__name__}: {shorten(exc)}"
             ) from None
+        _picklable_value(element)
         if element.VR == "SQ":
             for item in element.value or []:
                 _convert_elements(item, path)
 
 
-def _record_transfer_syntax(ds: Dataset) -> None:
-    """Give a file without a (0002,0010) Transfer Syntax UID the uncompressed syntax pydicom parsed it with.
+def _picklable_value(element: DataElement) -> None:
+    """Make a multi-valued element picklable without changing its values.
+
+    pydicom builds some multi-values (person names: ``convert_PN``) with a function local to its converter as
+    the constructor of later items, which pickle cannot name ("Can't pickle local object
+    'convert_PN.<locals>.get_valtype'"); such a value is set again through the element, which rebuilds it
+    with the element's own converter (a method pickle can name) and the same items.
+    """
+    value = element.value
+    if isinstance(value, MultiValue):
+        constructor = getattr(value, "_constructor", None)
+        qualname = getattr(constructor, "__qualname__", "")
+        if "<locals>" in qualname or "<lambda>" in qualname:
+            element.value = list(value)
+
+
+def _record_transfer_syntax(ds: Dataset, path: Path) -> None:
+    """Make ``ds.file_meta.TransferSyntaxUID`` a UID: the one pydicom parsed the file with when the file has none.
 
     Files without file meta information (or with a damaged one) are read by pydicom by guessing
-    the encoding; recording that guess lets the pixel decoders, which need the UID, decode them.
+    the encoding; recording that guess lets the pixel decoders, which need the UID, decode them. A
+    Transfer Syntax UID stored with another VR than UI is taken as its text when it is text (SH, LO ...),
+    and is NotDicomError naming the file when it is not (numbers, bytes), instead of an AttributeError
+    wherever its UID properties are first used.
     """
     if "TransferSyntaxUID" in ds.file_meta:
-        return
+        element = ds.file_meta["TransferSyntaxUID"]
+        value = element.value
+        if isinstance(value, UID):
+            return
+        if isinstance(value, str):
+            ds.file_meta[element.tag] = DataElement(element.tag, "UI", UID(value.strip("\0 ")))
+            return
+        raise NotDicomError(path, f"(0002,0010) Transfer Syntax UID is not a UID (VR {element.VR}, value "
+                                  f"{quoted(value)})")
     implicit, little = ds.original_encoding
     if little is False:
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
@@ -166,7 +200,7 @@ def header_integer(ds: Dataset, keyword: str, path: Path, *, default: int | None
         if number != float(value):
             raise ValueError
     except (TypeError, ValueError, OverflowError):
-        raise PixelDataError(path, f"{keyword} is not an integer ({value!r})") from None
+        raise PixelDataError(path, f"{keyword} is not an integer ({quoted(value)})") from None
     if (low is not None and number < low) or (high is not None and number > high):
         raise PixelDataError(path, f"{keyword} {number} is outside [{low}, {high}]")
     return number
@@ -181,7 +215,7 @@ def header_number(item: Dataset, keyword: str, path: Path | None, default: float
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise PixelDataError(path, f"{keyword} is not a number ({value!r})") from None
+        raise PixelDataError(path, f"{keyword} is not a number ({quoted(value)})") from None
     if not math.isfinite(number):
         raise PixelDataError(path, f"{keyword} must be finite, got {number}")
     return number

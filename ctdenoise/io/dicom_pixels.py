@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ctdenoise.errors import PixelDataError
+from ctdenoise.errors import PixelDataError, shorten
 
 PADDING_HU = -1024.0
 """HU given to padding voxels: air, the lower end of the CT range the model sees."""
@@ -43,7 +43,7 @@ def decode_stored(ds: Dataset, path: Path) -> np.ndarray:
         # BaseException: the Rust decoders (pylibjpeg-rle) raise pyo3 PanicException on corrupt data,
         # which is not an Exception and would otherwise end the whole batch.
         raise PixelDataError(
-            path, f"cannot decode pixel data ({ds.file_meta.TransferSyntaxUID.name}): {type(exc).__name__}: {exc}"
+            path, f"cannot decode pixel data ({ds.file_meta.TransferSyntaxUID.name}): {type(exc).__name__}: {shorten(exc)}"
         ) from None
     if stored.ndim == 2:
         stored = stored[np.newaxis]
@@ -68,9 +68,20 @@ def padding_mask(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def to_hu(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """HU = stored * slope + intercept, as float32 (computed in float64)."""
-    return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+def to_hu(stored: np.ndarray, slope: float, intercept: float, path: Path | None = None) -> np.ndarray:
+    """HU = stored * slope + intercept, as float32 (computed in float64); every value finite.
+
+    PixelDataError naming ``path`` when the rescale maps a stored value beyond float32 (e.g. a RescaleSlope
+    of -1e308 gives -inf), so no infinite or NaN HU leaves the reader.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        hu = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+    if not np.all(np.isfinite(hu)):
+        low, high = int(stored.min()), int(stored.max())
+        raise PixelDataError(
+            path, f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g} map the stored values "
+                  f"[{low}, {high}] to HU that are not finite numbers (beyond +-{np.finfo(np.float32).max:.1e})")
+    return hu
 
 
 def stored_range(ds: Dataset) -> tuple[int, int]:

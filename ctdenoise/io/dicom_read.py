@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ctdenoise.errors import MixedSeriesError, SliceGeometryError
+from ctdenoise.errors import MixedSeriesError, PixelDataError, SliceGeometryError
 from ctdenoise.io.dicom_headers import (
     check_header,
     check_size,
@@ -19,7 +19,7 @@ from ctdenoise.io.dicom_headers import (
     read_dicom,
 )
 from ctdenoise.io.dicom_pixels import PADDING_HU, decode_stored, padding_mask, to_hu
-from ctdenoise.io.geometry import Plane, plane_from_values, stack_planes
+from ctdenoise.io.geometry import Plane, declared_steps, plane_from_values, stack_planes
 from ctdenoise.io.pool import map_files
 from ctdenoise.io.volume import Volume
 
@@ -49,12 +49,18 @@ def _read_header(path: Path) -> Dataset:
     return read_dicom(path, header_only=True)
 
 
+def _decoder_crashed(path: Path, how: str) -> PixelDataError:
+    """The error for a file whose decoding killed the (isolated) process that decoded it."""
+    return PixelDataError(path, f"the pixel decoder crashed ({how}) on this file; it was decoding in a worker "
+                                "process of its own, so only this series fails")
+
+
 def _decode_slice(path: Path) -> tuple[np.ndarray, np.ndarray | None, Dataset]:
     """One classic slice: its HU (float32, padding set to PADDING_HU), its padding mask (or None) and its
     dataset without pixel data."""
     ds = read_dicom(path, header_only=False)
     stored = decode_stored(ds, path)[0]
-    hu = to_hu(stored, *_rescale(ds, path))
+    hu = to_hu(stored, *_rescale(ds, path), path)
     mask = padding_mask(ds, stored)
     _apply_padding(hu, mask)
     del ds.PixelData
@@ -69,9 +75,11 @@ def read_classic_series(
     All headers are checked (CT, decodable, same series, same size, regular geometry, total size
     under ``max_voxels``) before any pixel data is read. Pixel data is dropped from the kept datasets.
 
-    Files are parsed and decoded by ``workers`` processes (:func:`ctdenoise.io.pool.map_files`; None:
-    one per available core, 1: in this thread); the Volume, the errors and the warnings are the same
-    for every ``workers``, and at most two slices per worker are held beyond the Volume's own arrays.
+    Files are parsed by ``workers`` processes (:func:`ctdenoise.io.pool.map_files`; None: one per
+    available core, 1: in this thread) and always decoded in worker processes (isolated: a decoder that
+    aborts the process costs this series a PixelDataError naming the file, not the caller its life); the
+    Volume, the errors and the warnings are the same for every ``workers``, and at most two slices per
+    worker are held beyond the Volume's own arrays.
     """
     headers = list(map_files(_read_header, paths, count=len(paths), workers=workers))
     for ds, path in zip(headers, paths):
@@ -97,7 +105,8 @@ def read_classic_series(
     hu = np.empty((len(paths), rows, cols), dtype=np.float32)
     mask: np.ndarray | None = None  # made at the first slice with padding: most series have none
     datasets: list[Dataset] = []
-    decoded = map_files(_decode_slice, [paths[index] for index in order], count=len(order), workers=workers)
+    decoded = map_files(_decode_slice, [paths[index] for index in order], count=len(order), workers=workers,
+                        crash_error=_decoder_crashed)
     for k, (slice_hu, slice_mask, ds) in enumerate(decoded):
         hu[k] = slice_hu
         if slice_mask is not None:
@@ -111,6 +120,7 @@ def read_classic_series(
         affine=affine,
         source_path=source_path,
         source_format="dicom",
+        slice_steps=declared_steps(planes, order),
         dicom_datasets=datasets,
         description=describe(headers[0], source_path),
         padding_mask=mask,
@@ -165,29 +175,39 @@ def _enhanced_slice_spacing(ds: Dataset, path: Path) -> float:
     return _single_slice_spacing(measures if measures is not None else ds, path)
 
 
+def _decode_frames(path: Path) -> tuple[np.ndarray, Dataset]:
+    """An Enhanced CT file's stored values (frames, rows, cols) and its dataset without pixel data."""
+    ds = read_dicom(path, header_only=False)
+    stored = decode_stored(ds, path)
+    del ds.PixelData
+    return stored, ds
+
+
 def read_enhanced(path: Path, *, max_voxels: int) -> Volume:
-    """Read one Enhanced (multi-frame) CT file, frames sorted along the slice normal, into a Volume."""
+    """Read one Enhanced (multi-frame) CT file, frames sorted along the slice normal, into a Volume.
+
+    The pixel data is decoded in a worker process (isolated, as in :func:`read_classic_series`)."""
     header = read_dicom(path, header_only=True)
     check_header(header, path)
     check_size(declared_voxels(header), max_voxels, path)
-    order, affine, spacing = stack_planes(enhanced_planes(header, path), path, _enhanced_slice_spacing(header, path))
+    planes = enhanced_planes(header, path)
+    order, affine, spacing = stack_planes(planes, path, _enhanced_slice_spacing(header, path))
 
-    ds = read_dicom(path, header_only=False)
-    stored = decode_stored(ds, path)
+    stored, ds = next(map_files(_decode_frames, [path], count=1, workers=1, crash_error=_decoder_crashed))
     hu = np.empty(stored.shape, dtype=np.float32)
     for k, frame in enumerate(order):
-        hu[k] = to_hu(stored[frame], *enhanced_frame_rescale(ds, int(frame), path))
+        hu[k] = to_hu(stored[frame], *enhanced_frame_rescale(ds, int(frame), path), path)
     mask = padding_mask(ds, stored)
     if mask is not None:
         mask = mask[order]
         _apply_padding(hu, mask)
-    del ds.PixelData
     return Volume(
         hu=hu,
         spacing=spacing,
         affine=affine,
         source_path=path,
         source_format="dicom-enhanced",
+        slice_steps=declared_steps(planes, order),
         dicom_datasets=[ds],
         description=describe(ds, path),
         padding_mask=mask,

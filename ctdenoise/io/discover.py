@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 
 from ctdenoise.errors import EmptyInputError, InputError, NotCTError, NotDicomError
+from ctdenoise.io.archive import is_zip_input
 from ctdenoise.io.dicom_headers import check_ct, is_enhanced_ct, read_dicom
 from ctdenoise.io.dicomdir import dicomdir_files, is_dicomdir
 from ctdenoise.io.image_files import image_kind, image_suffix
@@ -79,6 +80,14 @@ def _files_under(root: Path) -> list[Path]:
     )
 
 
+def archives_under(root: Path | str) -> list[Path]:
+    """The .zip archives in the folder tree ``root`` (hidden files and folders ignored, symlinked folders not
+    followed), sorted; [] for a file. :func:`find_series` does not open them: a caller that extracts them
+    (``ctdenoise denoise``) finds their series with :func:`find_series` on the extracted folder."""
+    root = Path(root)
+    return [path for path in _files_under(root) if is_zip_input(path)] if root.is_dir() else []
+
+
 def _is_companion(path: Path) -> bool:
     name = path.name.lower()
     for suffix in DATA_COMPANION_SUFFIXES:
@@ -94,15 +103,16 @@ def _dicom_label(uid: str, series_number) -> str:
     return f"series{safe_name(number)}-{digest}"
 
 
-def find_series(root: Path | str) -> list[SeriesRef]:
+def find_series(root: Path | str, *, skip_archives: bool = False) -> list[SeriesRef]:
     """Scan a file, folder or tree and return its CT series, ordered by key.
 
     DICOM files are grouped by SeriesInstanceUID (an Enhanced CT file is a series of its own);
     each NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) and MetaImage (.mha, .mhd) file is one series.
     A DICOMDIR file as ``root`` stands for the files its records reference (keys relative to its folder).
     Hidden files and folders are ignored. Files that are not DICOM, not CT, or unreadable are
-    listed in the ``problems`` of the nearest series. Raises InputError if ``root`` does not exist
-    and EmptyInputError if no series is found (the message lists the first skipped files).
+    listed in the ``problems`` of the nearest series, and so are .zip archives in the tree ("not opened
+    here"), unless ``skip_archives`` (the caller opens them: :func:`archives_under`). Raises InputError if
+    ``root`` does not exist and EmptyInputError if no series is found (the message lists the first skipped files).
     """
     root = Path(root)
     if not root.exists():
@@ -126,6 +136,11 @@ def find_series(root: Path | str) -> list[SeriesRef]:
             refs.append(SeriesRef((path,), None, kind, key))
             continue
         if _is_companion(path):
+            continue
+        if is_zip_input(path):
+            if not skip_archives:
+                problems.append((path, "a .zip archive inside the folder is not opened here; give it as an input "
+                                       "of its own, or run ctdenoise denoise on the folder (which opens it)"))
             continue
         try:
             with collect_warnings() as raised:

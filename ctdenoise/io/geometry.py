@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdenoise.errors import SliceGeometryError
-from ctdenoise.io.volume import affine_from_axes
+from ctdenoise.errors import SliceGeometryError, quoted
+from ctdenoise.io.volume import Volume, affine_from_axes
 
 ORIENTATION_TOLERANCE = 1e-4
 """Largest difference between direction cosines of slices that still counts as the same orientation."""
@@ -18,6 +18,9 @@ DUPLICATE_TOLERANCE_MM = 1e-3
 """Two slices closer than this along the normal are duplicates."""
 GAP_FACTOR = 1.5
 """A step larger than GAP_FACTOR x the median step means slices are missing."""
+EVEN_SLICES_TOLERANCE_MM = 0.1
+"""Largest distance between a slice's declared position and its place on an evenly spaced grid that still
+counts as evenly spaced (as :data:`ctdenoise.io.image_files.NIFTI_POSITION_TOLERANCE_MM` for NIfTI's transforms)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ def plane_from_values(position, orientation, pixel_spacing, name: str, path: Pat
         ("PixelSpacing", pixel_spacing, 2),
     ):
         if value is None or isinstance(value, (str, bytes)) or len(value) != size:
-            raise SliceGeometryError(path, f"{name}: {keyword} is missing or malformed ({value!r})")
+            raise SliceGeometryError(path, f"{name}: {keyword} is missing or malformed ({quoted(value)})")
     spacing = _finite_numbers(pixel_spacing, "PixelSpacing", name, path)
     if np.any(spacing <= 0):
         raise SliceGeometryError(path, f"{name}: PixelSpacing must be positive, got {_values(spacing)}")
@@ -55,7 +58,7 @@ def _finite_numbers(values, keyword: str, name: str, path: Path) -> np.ndarray:
     try:
         numbers = np.asarray([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
-        raise SliceGeometryError(path, f"{name}: {keyword} holds a value that is not a number ({values!r})") from None
+        raise SliceGeometryError(path, f"{name}: {keyword} holds a value that is not a number ({quoted(values)})") from None
     if not np.all(np.isfinite(numbers)):
         raise SliceGeometryError(path, f"{name}: {keyword} must be finite, got {_values(numbers)}")
     return numbers
@@ -127,3 +130,29 @@ def stack_planes(
         slice_axis = (planes[order[-1]].position - planes[order[0]].position) / (len(planes) - 1)
     affine = affine_from_axes(planes[order[0]].position, row_dir * col_spacing, col_dir * row_spacing, slice_axis)
     return order, affine, (slice_spacing, row_spacing, col_spacing)
+
+
+def declared_steps(planes: list[Plane], order: np.ndarray) -> np.ndarray:
+    """Distances (mm) between neighbouring planes, in the ``order`` of :func:`stack_planes`."""
+    positions = np.stack([planes[index].position for index in order])
+    return np.linalg.norm(np.diff(positions, axis=0), axis=1)
+
+
+def uneven_slices(volume: Volume) -> str | None:
+    """None when ``volume``'s slices are evenly spaced (every slice within :data:`EVEN_SLICES_TOLERANCE_MM` of
+    its place on the grid of one step from the first to the last slice), else what is wrong, naming the
+    smallest and the largest step: formats with one slice step (NIfTI, NRRD, MetaImage) would place slices
+    where they were not scanned. A volume without ``slice_steps`` is evenly spaced by definition."""
+    steps = volume.slice_steps
+    if steps is None or len(steps) < 2:
+        return None
+    along = np.concatenate([[0.0], np.cumsum(steps)])
+    step = along[-1] / len(steps)
+    errors = np.abs(along - step * np.arange(len(along)))
+    worst = int(np.argmax(errors))
+    if errors[worst] <= EVEN_SLICES_TOLERANCE_MM:
+        return None
+    small, large = int(np.argmin(steps)), int(np.argmax(steps))
+    return (f"slices are not evenly spaced: {steps[small]:.3f} mm between slices {small + 1} and {small + 2}, "
+            f"{steps[large]:.3f} mm between slices {large + 1} and {large + 2} (of {len(along)}); with one step "
+            f"of {step:.3f} mm for all, slice {worst + 1} would lie {errors[worst]:.3f} mm from where it was scanned")

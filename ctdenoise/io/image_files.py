@@ -13,8 +13,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ctdenoise.errors import InputError, OutputError
+from ctdenoise.errors import InputError, OutputError, shorten
 from ctdenoise.io.dicom_headers import check_size
+from ctdenoise.io.geometry import uneven_slices
 from ctdenoise.io.volume import LPS_TO_RAS, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -51,6 +52,16 @@ def _as_3d(data_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
     return shape
 
 
+def check_finite_voxels(hu: np.ndarray, path: Path, scaling: str = "") -> None:
+    """InputError naming ``path``, how many voxels and the first one, when a voxel is NaN or infinite (a damaged
+    or hostile scaling, e.g. a NIfTI scl_slope of inf; ``scaling`` describes the file's own, for the message)."""
+    finite = np.isfinite(hu)
+    if not finite.all():
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise InputError(path, f"{int(finite.size - np.count_nonzero(finite)):,} voxels are not finite numbers (NaN "
+                               f"or infinity), the first at index {first}{scaling}")
+
+
 def _file_volume(hu: np.ndarray, affine: np.ndarray, path: Path, source_format: str) -> Volume:
     """A Volume for an image file: spacing is the length of the affine's (col, row, slice) columns.
 
@@ -69,13 +80,16 @@ def read_nifti(path: Path, *, max_voxels: int) -> Volume:
     try:
         image = nib.load(path)
     except Exception as exc:  # nibabel raises several types for corrupt files
-        raise InputError(path, f"cannot read NIfTI file: {type(exc).__name__}: {exc}") from None
+        raise InputError(path, f"cannot read NIfTI file: {type(exc).__name__}: {shorten(exc)}") from None
     shape = _as_3d(image.shape, path)
     check_size(int(np.prod(shape)), max_voxels, path)
     try:
-        data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as exc:
-        raise InputError(path, f"cannot read NIfTI voxel data: {type(exc).__name__}: {exc}") from None
+        raise InputError(path, f"cannot read NIfTI voxel data: {type(exc).__name__}: {shorten(exc)}") from None
+    slope, inter = getattr(image.dataobj, "slope", 1.0), getattr(image.dataobj, "inter", 0.0)  # as applied
+    check_finite_voxels(data, path, f" (scl_slope {float(slope):g}, scl_inter {float(inter):g})")
     affine = LPS_TO_RAS @ image.affine
     return _file_volume(np.ascontiguousarray(data.transpose(2, 1, 0)), affine, path, "nifti")
 
@@ -108,7 +122,9 @@ def read_itk(path: Path, *, max_voxels: int) -> Volume:
     affine = np.eye(4)
     affine[:3, :3] = direction * spacing
     affine[:3, 3] = image.GetOrigin()
-    return _file_volume(sitk.GetArrayFromImage(image).astype(np.float32), affine, path, "itk")
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    check_finite_voxels(hu, path)
+    return _file_volume(hu, affine, path, "itk")
 
 
 def _source_nifti_header(volume: Volume):
@@ -148,6 +164,16 @@ def check_nifti_geometry(volume: Volume, path: Path) -> None:
             f"{NIFTI_POSITION_TOLERANCE_MM} mm); write NRRD or MetaImage instead (--format nrrd / --format mha, "
             "or a .nrrd/.mha file name), which store sheared axes exactly, or DICOM",
         )
+
+
+def check_even_slices(volume: Volume, path: Path) -> None:
+    """OutputError naming ``path`` and the uneven steps when ``volume``'s slices are not evenly spaced
+    (:func:`~ctdenoise.io.geometry.uneven_slices`): NIfTI, NRRD and MetaImage hold one slice step, so every
+    slice after an uneven step would be written at a place it was not scanned."""
+    problem = uneven_slices(volume)
+    if problem is not None:
+        raise OutputError(path, f"{problem}. NIfTI, NRRD and MetaImage hold one step for all slices: write DICOM "
+                                "(--format dicom), which keeps each slice's own position")
 
 
 def save_nifti(volume: Volume, hu: np.ndarray, path: Path) -> None:

@@ -7,7 +7,15 @@ file at a time. :func:`map_files` runs ``fn`` on each item in worker processes a
 results in item order; at most ``in_flight`` items are pulled from ``items`` and not yet yielded, so
 memory stays bounded, and items are pulled lazily (an item generator may block, e.g. until a slice is
 computed). ``workers=1`` (or one item, or a daemonic process, which may not have children) runs ``fn``
-in the caller's thread exactly as a plain loop would.
+in the caller's thread exactly as a plain loop would, unless the call is *isolated*.
+
+Isolation (``crash_error`` given): ``fn`` always runs in a worker process, even for one item or
+``workers=1`` (only a daemonic process, which may not start children, still runs it in its own thread),
+so that a native library that aborts the process (a decoder's ``abort()``, a segmentation fault) kills
+a worker, not the caller. The items a dead worker's pool held are run again one by one, each in a new
+process of its own; the item that kills that process too is the culprit, and ``crash_error(item, how)``
+is raised for it (``how``: "signal SIGABRT", "exit status 3"); the others give their results, and the
+pool is replaced for the next items and calls.
 
 What the serial path would show is kept: an error raised in a worker is raised again by the consumer at
 the item where the serial loop would raise it (the first failing item in order; later ones are waited
@@ -20,10 +28,12 @@ Pools are started once per process and size, on first use, and reused by every l
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import os
 import pickle
+import resource
 import signal
 import sys
 import threading
@@ -34,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_all
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -92,6 +103,7 @@ def _init_worker(parent: int) -> None:
     state)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _no_core_dumps()
     for logger in [logging.getLogger()] + [logging.getLogger(name) for name in _LOGGERS]:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
@@ -100,6 +112,16 @@ def _init_worker(parent: int) -> None:
     for name in _LOGGERS:
         logging.getLogger(name).addHandler(_capture)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="ctdenoise-parent-watch", daemon=True).start()
+
+
+def _no_core_dumps() -> None:
+    """A worker that a decoder aborts leaves no core file (the size of the whole process) in the working folder,
+    nor a Python stack dump on stderr (faulthandler, as pytest enables it): the caller reports the crash."""
+    faulthandler.disable()
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ValueError, OSError):  # a platform without the limit: a core file is the only cost
+        pass
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -113,9 +135,14 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         return pool
 
 
-def _discard(workers: int) -> None:
+def _discard(workers: int, pool: ProcessPoolExecutor | None = None) -> None:
+    """Forget the pool of ``workers`` (only if it is still ``pool``, when given): the next call starts a fresh one."""
     with _pools_lock:
-        pool = _pools.pop((os.getpid(), workers), None)
+        key = (os.getpid(), workers)
+        if pool is None or _pools.get(key) is pool:
+            pool = _pools.pop(key, None)
+        else:
+            pool = None
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -181,8 +208,50 @@ def _replay(shown: list[tuple], records: list[logging.LogRecord]) -> None:
             logger.handle(record)
 
 
-def _result(future: Future) -> object:
-    ok, value, shown, records = future.result()
+def _alone(fn: Callable[[T], R], item: T, cwd: str, sink: Connection, parent: int) -> None:
+    """In a process of its own: :func:`_run` for one item, its outcome sent through ``sink``."""
+    _init_worker(parent)
+    outcome = _run(fn, item, cwd)
+    try:
+        sink.send(outcome)
+    except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled is the item's error
+        sink.send((False, _portable(exc), outcome[2], outcome[3]))
+    sink.close()
+
+
+def how_it_died(exitcode: int | None) -> str:
+    """'signal SIGABRT' for a process killed by a signal, else 'exit status N'."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+def _run_alone(fn: Callable[[T], R], item: T, cwd: str, crash_error: Callable[[T, str], Exception]) -> tuple:
+    """:func:`_run` of one item in a new process of its own; ``crash_error(item, how)`` is raised when that
+    process dies before it has sent the outcome."""
+    context = _context()
+    source, sink = context.Pipe(duplex=False)
+    process = context.Process(target=_alone, args=(fn, item, cwd, sink, os.getpid()), daemon=True,
+                              name="ctdenoise-isolated")
+    process.start()
+    sink.close()
+    try:
+        outcome = source.recv()
+    except EOFError:
+        process.join()
+        raise crash_error(item, how_it_died(process.exitcode)) from None
+    finally:
+        source.close()
+    process.join()
+    return outcome
+
+
+def _result(outcome: tuple) -> object:
+    """The value of a worker's ``outcome`` (its warnings and log records replayed first), or its error raised."""
+    ok, value, shown, records = outcome
     _replay(shown, records)
     if not ok:
         if isinstance(value, BaseException):
@@ -202,6 +271,7 @@ def map_files(
     count: int,
     workers: int | None = None,
     in_flight: int | None = None,
+    crash_error: Callable[[T, str], Exception] | None = None,
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for each of the ``count`` items of ``items``, in order, computed by worker processes.
 
@@ -211,9 +281,13 @@ def map_files(
     When the consumer stops early or an item fails, items not yet started are cancelled and those
     running are waited for before the error (or the generator's close) goes on, so no worker is still
     writing once this returns.
+    ``crash_error``: isolate ``fn`` (see the module's docstring): it runs in worker processes whatever
+    ``workers`` and ``count``, and the exception ``crash_error(item, how)`` is raised at the item whose
+    worker died. Without it, a dead worker raises BrokenProcessPool (and the next call starts a new pool).
     """
     size = resolve_workers(workers)
-    if size <= 1 or count <= 1 or multiprocessing.current_process().daemon:
+    daemon = multiprocessing.current_process().daemon
+    if daemon or (crash_error is None and (size <= 1 or count <= 1)):
         for item in items:
             yield fn(item)
         return
@@ -222,24 +296,41 @@ def map_files(
         raise ValueError(f"in_flight must be at least 1, got {bound}")
     pool = _pool(size)
     cwd = os.getcwd()
-    pending: deque[Future] = deque()
+    pending: deque[tuple[Future, T, ProcessPoolExecutor]] = deque()
     source = iter(items)
     exhausted = False
+
+    def take() -> object:
+        future, item, owner = pending.popleft()
+        try:
+            outcome = future.result()
+        except BrokenProcessPool:
+            _discard(size, owner)  # a worker died (killed, or crashed in a codec): later items get a fresh pool
+            if crash_error is None:
+                raise
+            outcome = _run_alone(fn, item, cwd, crash_error)  # this item's own process: did it kill the worker?
+        return _result(outcome)
+
     try:
         while pending or not exhausted:
-            while pending and pending[0].done():  # finished ones first: an error surfaces at once
-                yield _result(pending.popleft())
+            while pending and pending[0][0].done():  # finished ones first: an error surfaces at once
+                yield take()
             if not exhausted and len(pending) < bound:
                 try:
-                    pending.append(pool.submit(_run, fn, next(source), cwd))
+                    item = next(source)
                 except StopIteration:
                     exhausted = True
+                    continue
+                try:
+                    future = pool.submit(_run, fn, item, cwd)
+                except BrokenProcessPool:  # a worker died since the last item: a fresh pool takes this one
+                    _discard(size, pool)
+                    pool = _pool(size)
+                    future = pool.submit(_run, fn, item, cwd)
+                pending.append((future, item, pool))
             elif pending:
-                yield _result(pending.popleft())
-    except BrokenProcessPool:
-        _discard(size)  # a worker died (killed, or crashed in a codec): the next call starts a fresh pool
-        raise
+                yield take()
     finally:
-        for future in pending:
+        for future, _, _ in pending:
             future.cancel()
-        wait_all(pending)
+        wait_all([future for future, _, _ in pending])

@@ -31,6 +31,9 @@ class Volume:
     the slices of ``hu`` for classic CT, or the single multi-frame Dataset of an Enhanced CT file.
     ``padding_mask`` marks voxels that held the source's PixelPaddingValue (their HU is set to
     :data:`ctdenoise.io.dicom_pixels.PADDING_HU`); derived DICOM writes them back as padding.
+    ``slice_steps`` (slices - 1,): the distance in mm between slice ``k`` and ``k + 1`` as the source declared
+    their positions (DICOM; None for sources whose affine is the only geometry). The affine has one slice step
+    for all; where the source's steps differ, :func:`ctdenoise.io.geometry.uneven_slices` says by how much.
     """
 
     hu: np.ndarray
@@ -41,6 +44,7 @@ class Volume:
     dicom_datasets: list | None
     description: str
     padding_mask: np.ndarray | None = field(default=None, repr=False)
+    slice_steps: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:
@@ -54,6 +58,11 @@ class Volume:
             raise ValueError(f"Volume.source_format must be one of {SOURCE_FORMATS}, got {self.source_format!r}")
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         self.source_path = Path(self.source_path)
+        if self.slice_steps is not None:
+            self.slice_steps = np.asarray(self.slice_steps, dtype=np.float64)
+            if self.slice_steps.shape != (self.hu.shape[0] - 1,):
+                raise ValueError(f"Volume.slice_steps must have {self.hu.shape[0] - 1} values (one per pair of "
+                                 f"neighbouring slices), got shape {self.slice_steps.shape}")
 
     @property
     def origin(self) -> np.ndarray:

@@ -10,7 +10,14 @@ import numpy as np
 from ctdenoise.errors import OutputError
 from ctdenoise.io.atomic import atomic_write_files, refuse_inputs
 from ctdenoise.io.dicom_write import write_derived_dicom
-from ctdenoise.io.image_files import check_nifti_geometry, image_kind, image_suffix, save_itk, save_nifti
+from ctdenoise.io.image_files import (
+    check_even_slices,
+    check_nifti_geometry,
+    image_kind,
+    image_suffix,
+    save_itk,
+    save_nifti,
+)
 from ctdenoise.io.volume import Volume
 
 WRITE_FORMATS = ("same", "dicom", "nifti", "nrrd", "mha")
@@ -30,7 +37,8 @@ def write_image(volume: Volume, hu: np.ndarray, path: Path) -> Path:
     SimpleITK. The file appears atomically; OutputError for another extension, a shape
     mismatch, a path that is one of the inputs, or a NIfTI path for a volume whose geometry NIfTI
     cannot hold exactly (:func:`~ctdenoise.io.image_files.check_nifti_geometry`: sheared axes, e.g. a
-    tilted gantry; NRRD and MetaImage hold them). Returns ``path``.
+    tilted gantry; NRRD and MetaImage hold them), or any of these formats for a volume whose slices are not
+    evenly spaced (:func:`~ctdenoise.io.image_files.check_even_slices`; DICOM holds them). Returns ``path``.
     """
     path = Path(path)
     kind = image_kind(path)
@@ -39,6 +47,7 @@ def write_image(volume: Volume, hu: np.ndarray, path: Path) -> Path:
     if np.shape(hu) != volume.hu.shape:
         raise OutputError(path, f"HU array has shape {np.shape(hu)}, the source volume has {volume.hu.shape}")
     refuse_inputs(path, _inputs(volume))
+    check_even_slices(volume, path)
     if kind == "nifti":
         check_nifti_geometry(volume, path)
     with atomic_write_files(path) as staging:
@@ -76,8 +85,9 @@ def write_volume(
         target = out if has_suffix else out.with_name(out.name + suffix)
     else:
         target = out if image_kind(out) is not None else out.with_name(out.name + image_suffix(volume.source_path))
+    check_even_slices(volume, target)  # refuse before waiting for (and computing) every slice
     if image_kind(target) == "nifti":
-        check_nifti_geometry(volume, target)  # refuse before waiting for (and computing) every slice
+        check_nifti_geometry(volume, target)
     if slice_ready is not None:
         slice_ready(np.shape(hu)[0] - 1)
     return [write_image(volume, hu, target)]

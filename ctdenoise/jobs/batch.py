@@ -36,6 +36,7 @@ from ctdenoise.jobs.plan import (
     BatchJob,
     check_inputs_exist,
     job_input,
+    log_discovery_problems,
     plan_jobs,
     raise_for_unusable_inputs,
     series_warnings,
@@ -97,6 +98,7 @@ def run_batch(
         except (StopRequested, KeyboardInterrupt) as stopped:
             return BatchReport(model="", output_format=options.output_format, interrupted=stop_name(stopped))
         raise_for_unusable_inputs(failures)
+        log_discovery_problems(problems)
         if dry_run:
             return dry_run_report(jobs, out_dir, problems, options)
         with output_lock(out_dir):

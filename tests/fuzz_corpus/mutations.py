@@ -1,8 +1,10 @@
 """Mutations of real CT files for the reader fuzz tests and ``scripts/fuzz_long.py`` (seeds: the files next to this module), and the oracle they share.
 
-The oracle (:func:`check_outcome`): reading a mutated file either gives a well-formed Volume or
-raises a ctdenoise :class:`~ctdenoise.errors.InputError` that names the file; anything else (a raw
-pydicom/numpy/nibabel exception, a hang, an allocation far above the declared-size limit) is a bug.
+The oracle (:func:`check_outcome`): reading a mutated file either gives a well-formed Volume (finite HU)
+or raises a ctdenoise :class:`~ctdenoise.errors.InputError` that names the file; anything else (a raw
+pydicom/numpy/nibabel exception, a hang, an allocation far above the declared-size limit, NaN or infinite
+HU) is a bug. Pixel data is decoded in worker processes, so the allocation bound covers what the reading
+process itself holds (the headers, the HU volume), not a decoder's memory.
 """
 
 from __future__ import annotations
@@ -157,5 +159,6 @@ def check_outcome(outcome: Outcome, path: Path, max_voxels: int = FUZZ_MAX_VOXEL
     volume = outcome.volume
     assert volume is not None and volume.hu.ndim == 3 and volume.hu.dtype == np.float32
     assert 0 < volume.hu.size <= max_voxels
+    assert np.all(np.isfinite(volume.hu)), "the volume holds NaN or infinite HU"
     assert np.all(np.isfinite(volume.affine)) and all(np.isfinite(s) and s > 0 for s in volume.spacing)
     return "read"
