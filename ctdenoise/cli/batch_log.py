@@ -13,9 +13,10 @@ log = logging.getLogger("ctdenoise.denoise")
 
 
 def _measures(result: SeriesResult) -> str:
-    """'(3 slices, 1.2 s)' from the values present; '' when neither is known."""
+    """'(3 slices, 1.2 s, strength 0.6)' from the values present; '' when none is known."""
     parts = [f"{result.slices} slices" if result.slices is not None else "",
-             f"{result.seconds} s" if result.seconds is not None else ""]
+             f"{result.seconds} s" if result.seconds is not None else "",
+             f"strength {result.strength:g}" if result.strength is not None else ""]
     shown = ", ".join(p for p in parts if p)
     return f" ({shown})" if shown else ""
 
@@ -27,6 +28,10 @@ def log_series_result(result: SeriesResult) -> None:
     elif result.status == "changed":
         log.warning("%s: input changed, output kept as it was (%s); --if-changed redo redoes it",
                     result.key, result.change)
+    elif result.status == "unchanged":
+        noise = f"{result.noise_hu_before:g} HU" if result.noise_hu_before is not None else "unknown"
+        log.info("%s: left unchanged: noise already low (%s; strength auto chose 0), nothing written; "
+                 "--write-unchanged writes it", result.key, noise)
     elif result.status == "skipped":
         log.info("%s: skipped, output up to date%s", result.key, _measures(result).replace(" (", " (done earlier: ", 1))
     elif result.change:

@@ -109,6 +109,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", default="none", choices=tuple(COMPRESSION_SYNTAXES),
                    help="DICOM output only: lossless pixel compression (decodes to exactly the same values; "
                    "default: %(default)s, Explicit VR Little Endian)")
+    p.add_argument("--write-unchanged", action="store_true",
+                   help="with --strength auto, also write the series for which it chose strength 0 (noise "
+                   "already low): an unchanged copy; by default they are reported 'unchanged' and not written")
     p.add_argument("--overwrite", action="store_true", help="replace series already in OUTDIR (default: skip them)")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be done, with slice counts; load and write nothing")
@@ -139,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             options = BatchOptions(
                 settings=settings, output_format=args.output_format, compression=args.compression,
-                overwrite=args.overwrite, if_changed=args.if_changed, io_workers=args.io_workers, stop=stop,
+                overwrite=args.overwrite, if_changed=args.if_changed, write_unchanged=args.write_unchanged,
+                io_workers=args.io_workers, stop=stop,
                 on_start=on_start, progress=bar.update, on_series_done=log_series_result,
             )
             if rank is not None and not args.dry_run:

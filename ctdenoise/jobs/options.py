@@ -24,6 +24,8 @@ class BatchOptions:
     * ``overwrite``: redo every series, published or not;
     * ``if_changed``: a published series whose input changed since is redone (``redo``) or only reported
       as "changed" (``report``);
+    * ``write_unchanged``: also write a series for which a strength table chose strength 0 (by default it is
+      reported "unchanged" and nothing is written);
     * ``io_workers``: the processes that read and write each DICOM series' files (None: one per core);
     * ``stop``: checked before each series and after each batch of slices (:mod:`ctdenoise.jobs.interrupt`);
     * ``on_start(series, slices)``: called once with the work to do; ``progress(slices)``: after each batch
@@ -35,6 +37,7 @@ class BatchOptions:
     compression: str = "none"
     overwrite: bool = False
     if_changed: str = "redo"
+    write_unchanged: bool = False
     io_workers: int | None = None
     stop: StopSignals | None = None
     on_start: Callable[[int, int], None] | None = None

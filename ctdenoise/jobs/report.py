@@ -18,7 +18,8 @@ REPORT_FILE = "report.json"
 
 @dataclass
 class SeriesResult:
-    """Outcome of one series: ``status`` is "done", "skipped" (done by an earlier run, whose slices, seconds
+    """Outcome of one series: ``status`` is "done", "unchanged" (strength "auto" chose 0 because its noise is
+    already low: nothing written), "skipped" (done by an earlier run, whose slices, seconds
     and other results are reported again), "changed" (its input changed since its output was made and the
     run only reports it: ``if_changed="report"``), "failed", "planned" (dry run) or "pending" (the run was
     interrupted before it). ``change`` says how the input changed (for "changed", and for a "done" series
@@ -83,9 +84,10 @@ class BatchReport:
         return json.dumps(payload, indent=2)
 
     def totals(self) -> dict[str, float | int]:
-        """``series``: all listed; ``complete``: done now or earlier (done, skipped); ``slices`` and ``seconds``:
-        their sums over the complete ones (earlier runs' included); ``planned_slices``: slices of planned series."""
-        complete = [s for s in self.series if s.status in ("done", "skipped")]
+        """``series``: all listed; ``complete``: done now or earlier (done, unchanged, skipped); ``slices`` and
+        ``seconds``: their sums over the complete ones (earlier runs' included); ``planned_slices``: slices of
+        planned series."""
+        complete = [s for s in self.series if s.status in ("done", "unchanged", "skipped")]
         return {
             "series": len(self.series),
             "complete": len(complete),

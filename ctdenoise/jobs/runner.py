@@ -46,7 +46,8 @@ def denoise_job(
     """Denoise ``job`` into ``out_dir/<key>`` (:func:`ctdenoise.jobs.series.denoise_series`) with the
     :class:`Derivation` that ``derivation()`` returns, called once the output folder is checked and before
     the series is read (so a model prepared there is ready when the read finishes); ``read(job)`` reads it
-    (default :func:`ctdenoise.io.read_volume`). Returns its "done" result; errors are raised."""
+    (default :func:`ctdenoise.io.read_volume`). Returns its "done" result ("unchanged" when a strength table
+    chose 0 and nothing was written); errors are raised."""
     started = time.perf_counter()
     final_dir = out_dir / job.key
     check_inside(final_dir, out_dir)
@@ -55,10 +56,10 @@ def denoise_job(
     return SeriesResult(
         key=job.key,
         input=job_input(job),
-        status="done",
+        status="unchanged" if done.left_unchanged else "done",
         slices=done.slices,
         seconds=round(time.perf_counter() - started, 3),
-        output=str(final_dir.relative_to(out_dir)),
+        output=None if done.left_unchanged else str(final_dir.relative_to(out_dir)),
         strength=done.strength,
         noise_hu_before=done.noise_hu_before,
         noise_hu_after=done.noise_hu_after,
@@ -98,7 +99,8 @@ def process_jobs(
     def derivation_once() -> Derivation:
         if not prepared:
             prepared.append(prepare_derivation(model, label, options.settings, output_format=options.output_format,
-                                               compression=options.compression, io_workers=options.io_workers))
+                                               compression=options.compression, io_workers=options.io_workers,
+                                               write_unchanged=options.write_unchanged))
         return prepared[0]
 
     def tick(slices: int) -> None:

@@ -23,6 +23,7 @@ from ctdenoise.jobs.derived_uids import derivation_key, derived_uid_for
 from ctdenoise.jobs.overlap import denoise_while_writing
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import derived_series_texts
+from ctdenoise.strength_table import StrengthTable
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class Derivation:
     ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression``, ``derived_uid``:
     a function from a source UID to its derived UID, or None for the rule of
     :mod:`ctdenoise.jobs.derived_uids` (the same source, model and pixel-changing settings give the same
-    UIDs, with a strength table's strength resolved per series), and ``io_workers``: the processes that decode and encode a DICOM series' files
+    UIDs, with a strength table's strength resolved per series), ``write_unchanged``: also write a series
+    for which a strength table chose strength 0 (an unchanged copy; by default nothing is written for it),
+    and ``io_workers``: the processes that decode and encode a DICOM series' files
     (:func:`ctdenoise.io.pool.resolve_workers`; None: one per available core, 1: in this process)."""
 
     runner: torch.nn.Module
@@ -43,6 +46,7 @@ class Derivation:
     compression: str = "none"
     derived_uid: Callable[[str], str] | None = None
     io_workers: int | None = None
+    write_unchanged: bool = False
 
 
 def prepare_derivation(
@@ -54,11 +58,13 @@ def prepare_derivation(
     compression: str = "none",
     derived_uid: Callable[[str], str] | None = None,
     io_workers: int | None = None,
+    write_unchanged: bool = False,
 ) -> Derivation:
     """The :class:`Derivation` of ``model`` (labelled ``model_label``), the model prepared once for
     ``settings`` (:func:`ctdenoise.inference.prepare_for_settings`; its errors are raised here)."""
     runner = prepare_for_settings(model, settings)
-    return Derivation(runner, model, model_label, settings, output_format, compression, derived_uid, io_workers)
+    return Derivation(runner, model, model_label, settings, output_format, compression, derived_uid, io_workers,
+                      write_unchanged)
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,15 @@ class DenoisedSeries:
     """A published series: its ``files`` (under the target folder), its number of ``slices``, the
     ``strength`` it was denoised with (the settings' number, or the strength table's for this series) and
     its estimated noise in HU before and after denoising (:func:`ctdenoise.noise_estimate.estimate_noise_hu`,
-    rounded to 0.01 HU; None when the series has too little soft tissue)."""
+    rounded to 0.01 HU; None when the series has too little soft tissue). ``left_unchanged``: a strength
+    table chose 0 for it and nothing was written (``files`` is empty)."""
 
     files: list[Path]
     slices: int
     strength: float
     noise_hu_before: float | None
     noise_hu_after: float | None
+    left_unchanged: bool = False
 
 
 def denoise_series(
@@ -91,13 +99,19 @@ def denoise_series(
     replaced only with ``overwrite``). DICOM output is the derived series' files in ``target``; an image
     file is ``target/<target name>.<ext>``. A strength table (strength "auto") is resolved for this series
     from its estimated noise (:func:`ctdenoise.inference.resolve_strength`), and the number is what the
-    provenance texts and the derived UIDs (:mod:`ctdenoise.jobs.derived_uids`) record. Any error (reading, computing, writing) leaves ``target`` as it was and is
-    raised; ``progress(slices)`` is called after each batch of slices and may raise to stop."""
+    provenance texts and the derived UIDs (:mod:`ctdenoise.jobs.derived_uids`) record; when the table
+    chooses 0, nothing is written unless the derivation's ``write_unchanged`` says so (the result says
+    ``left_unchanged``). Any error (reading, computing, writing) leaves ``target`` as it was and is raised;
+    ``progress(slices)`` is called after each batch of slices and may raise to stop."""
     target = Path(target)
+    volume = read(ref) if read is not None else read_volume(ref, workers=derivation.io_workers)
+    noise_before = estimate_noise_hu(volume.hu)
+    settings = resolve_strength(derivation.settings, volume.hu, noise_before)
+    chosen_zero = isinstance(derivation.settings.strength, StrengthTable) and settings.strength == 0
+    if chosen_zero and not derivation.write_unchanged:
+        return DenoisedSeries([], int(volume.hu.shape[0]), 0.0, _rounded(noise_before), _rounded(noise_before),
+                              left_unchanged=True)
     with atomic_write_dir(target, overwrite=overwrite) as staging:
-        volume = read(ref) if read is not None else read_volume(ref, workers=derivation.io_workers)
-        noise_before = estimate_noise_hu(volume.hu)
-        settings = resolve_strength(derivation.settings, volume.hu, noise_before)
         suffix, description = derived_series_texts(derivation.model, derivation.label, settings.strength)
         is_dicom_output = derivation.output_format == "dicom" or (
             derivation.output_format == "same" and bool(volume.dicom_datasets))
