@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ctdenoise.html_page import Markup, ct_image_png, escape, figure_png, img, page, table
+from ctdenoise.html_page import ct_image_png, escape, figure_png, img, page, table
 
 _MARKERS = "osd^v<>p*h"
 
@@ -81,6 +81,13 @@ def ttf_figure(summary: dict) -> bytes:
     return figure_png(fig)
 
 
+def _strength_points(condition: dict) -> list[tuple[float, float]]:
+    """(strength, d') of the model strengths of ``condition``, the input at strength 0."""
+    points = [(0.0, m["dprime"]) for m in condition["methods"] if m["name"] == "input"]
+    points += [(m["strength"], m["dprime"]) for m in condition["methods"] if m.get("strength") is not None]
+    return sorted(p for p in points if p[1] is not None)
+
+
 def dprime_figure(summary: dict) -> bytes | None:
     """d' (NPW) against model strength (the input at strength 0) per dose and kernel, NLM as open markers and
     the full-dose input's d' as a dashed line; None when there is no model strength to plot."""
@@ -90,9 +97,7 @@ def dprime_figure(summary: dict) -> bytes | None:
     plt = _plt()
     fig, axis = plt.subplots(figsize=(5.6, 3.8))
     for i, condition in enumerate(conditions):
-        points = sorted([(0.0, m["dprime"]) for m in condition["methods"] if m["name"] == "input"]
-                        + [(m["strength"], m["dprime"]) for m in condition["methods"] if m.get("strength") is not None])
-        points = [p for p in points if p[1] is not None]
+        points = _strength_points(condition)
         line = axis.plot(*zip(*points), marker=_MARKERS[i % 10], label=_title(condition))[0] if points else None
         nlm = [m["dprime"] for m in condition["methods"] if m["name"] == "nlm" and m["dprime"] is not None]
         if nlm and line is not None:
@@ -126,9 +131,7 @@ def summary_figure(summary: dict) -> bytes:
         axis.legend(fontsize=7)
     conditions = summary.get("conditions") or [condition]
     for condition in conditions:
-        points = sorted([(0.0, m["dprime"]) for m in condition["methods"] if m["name"] == "input"]
-                        + [(m["strength"], m["dprime"]) for m in condition["methods"] if m.get("strength") is not None])
-        points = [p for p in points if p[1] is not None]
+        points = _strength_points(condition)
         if points:
             axes[2].plot(*zip(*points), marker="o", label=_title(condition))
     axes[2].set(title="d' (NPW) against strength", xlabel="model strength (0 = input)")
@@ -140,7 +143,7 @@ def summary_figure(summary: dict) -> bytes:
 def _number(value: object, digits: int = 3) -> str:
     if value is None:
         return "-"
-    return f"{value:+.1f} %" if isinstance(value, str) else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
 def _change(value: float | None) -> str:
