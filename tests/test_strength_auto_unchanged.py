@@ -6,23 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from ctdenoise.cli import main
 from ctdenoise.strength_table import write_strength_table
 
 
-@pytest.fixture()
-def zero_table_checkpoint(tiny_checkpoint, tmp_path):
-    """A copy of ``tiny_checkpoint`` whose strength table chooses 0 below 1000 HU of noise (every real series)."""
-    directory = tmp_path / "zero_table"
-    shutil.copytree(tiny_checkpoint, directory)
-    write_strength_table(directory, [(1000.0, 0.0), (2000.0, 1.0)], {"data": "test"}, "pytest")
-    return directory
-
-
-def test_a_series_auto_leaves_at_strength_zero_is_reported_not_written(build_series, zero_table_checkpoint,
-                                                                        tmp_path, capsys):
+def test_a_series_auto_leaves_at_strength_zero_is_reported_not_written(build_series, tiny_checkpoint, tmp_path,
+                                                                        capsys):
+    zero_table_checkpoint = shutil.copytree(tiny_checkpoint, tmp_path / "zero_table")
+    write_strength_table(zero_table_checkpoint, [(1000.0, 0.0), (2000.0, 1.0)], {"data": "test"}, "pytest")  # 0 for any real CT
     series = build_series([0.0, 5.0], source="CT_small.dcm")
     out = tmp_path / "out"
     command = ["denoise", str(series), "-o", str(out), "--model", str(zero_table_checkpoint), "--device", "cpu",
