@@ -22,7 +22,7 @@ from ctdenoise.iq import DigitalPhantom
 from ctdenoise.iq.protocol import IQMethod, PhantomProtocol, measure_methods, run_protocol
 from conftest import real_test_file
 
-SIGMA = 15.0
+SIGMA = 12.0
 PHANTOM = DigitalPhantom()
 
 

@@ -6,7 +6,7 @@ Med. Phys. 39, 2012; Chen et al., Med. Phys. 41, 2014): on the **ensemble mean**
 noise does not bias it), the pixels around a circular insert are binned by their distance from its centre into
 bins a fraction of a pixel wide (oversampling, possible because the pixel centres fall at every sub-pixel
 distance from a circle's centre): the **edge-spread function**. Normalised to the insert's contrast and
-differentiated it is the **line-spread function**, which is Hann-windowed about the edge and Fourier transformed;
+differentiated it is the **line-spread function**, which is windowed about the edge and Fourier transformed;
 its magnitude normalised at zero frequency is the TTF. TTF50 and TTF10 are the frequencies where it first falls
 to 0.5 and 0.1. A nonlinear (e.g. learned) method can have a different TTF at each contrast and noise level,
 which is why each insert is measured on its own.
@@ -25,7 +25,7 @@ from ctdenoise.iq.noise import as_spacing
 #: ESF bin width as a fraction of a pixel (TG-233: about one tenth).
 ESF_BIN_FRACTION = 0.1
 #: Half-width (pixels) of the band around the edge the ESF covers, at most this and at most 0.9 radius.
-EDGE_HALF_WIDTH_PX = 8.0
+EDGE_HALF_WIDTH_PX = 12.0
 #: The TTF is sampled this finely (cycles/mm) by zero-padding the LSF.
 TTF_FREQUENCY_STEP = 0.005
 
@@ -57,6 +57,13 @@ class TTF:
                 "value": [round(float(v), 4) for v in self.value[shown][::2]]}
 
 
+def tukey_window(offset: np.ndarray, half_width: float) -> np.ndarray:
+    """1 within ``half_width / 2`` of zero, a cosine taper to 0 at ``half_width`` (a Tukey window, alpha 0.5):
+    it quiets the noisy tails of the LSF without narrowing an edge spread over up to a quarter of the band."""
+    x = np.clip((np.abs(offset) - half_width / 2) / (half_width / 2), 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * x))
+
+
 def crossing(frequency: np.ndarray, curve: np.ndarray, level: float) -> float | None:
     """The first frequency at which ``curve`` falls to ``level`` (linear interpolation), None if it never does."""
     below = np.flatnonzero(curve <= level)
@@ -85,8 +92,8 @@ def ttf_circular_insert(
     (default :data:`EDGE_HALF_WIDTH_PX`), in bins of ``bin_fraction`` pixels (empty bins interpolated); the
     contrast is the mean of the inner half of that band minus the mean of its outer half's outer part
     (``r < R - w/2`` and ``r > R + w/2``); the ESF is normalised by it (1 in the insert, 0 outside), so inserts
-    darker than their background work the same. The LSF (``-d ESF / dr``) is Hann-windowed over ``R +- w`` and
-    Fourier transformed. A Gaussian blur of standard deviation ``s`` mm gives ``exp(-2 pi^2 s^2 f^2)``.
+    darker than their background work the same. The LSF (``-d ESF / dr``) is windowed over ``R +- w``
+    (:func:`tukey_window`: flat over the inner half) and Fourier transformed. A Gaussian blur of standard deviation ``s`` mm gives ``exp(-2 pi^2 s^2 f^2)``.
     ConfigError when the band leaves the image or the insert has no contrast.
     """
     image = np.asarray(mean_image, dtype=np.float64)
@@ -125,7 +132,7 @@ def ttf_circular_insert(
     esf = (esf_hu - background) / contrast
     step_mm = bin_fraction * pixel
     lsf = -np.gradient(esf, step_mm)
-    lsf *= 0.5 * (1.0 + np.cos(np.pi * (centres - radius) / half))
+    lsf *= tukey_window(centres - radius, half)
     n_fft = max(lsf.size, int(np.ceil(1.0 / (TTF_FREQUENCY_STEP * step_mm))))
     spectrum = np.abs(np.fft.rfft(lsf, n=n_fft))
     frequency = np.fft.rfftfreq(n_fft, d=step_mm)
