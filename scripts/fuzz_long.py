@@ -176,6 +176,9 @@ def run_random(dicom: int, nifti: int, seed: int, keep: Path) -> int:
                 (keep / path.name).write_bytes(data)
                 (keep / f"{path.name}.txt").write_text("".join(traceback.format_exception(exc)))
             path.unlink()
+            if (case + 1) % 1000 == 0:
+                print(f"  ... {case + 1} cases, {sum(violations.values())} violations, "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
     failures = sum(violations.values())
     crashes = sum(n for (_, outcome), n in counts.items() if "decoder crashed" in outcome)
     print(f"{dicom + nifti} cases ({dicom} DICOM, {nifti} NIfTI) in {time.perf_counter() - started:.0f} s "

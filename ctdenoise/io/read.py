@@ -59,4 +59,4 @@ def read_volume(
     header = read_dicom(path, header_only=True)
     if is_enhanced_ct(header):
         return read_enhanced(path, max_voxels=max_voxels)
-    return read_classic_series([path], path, max_voxels=max_voxels)
+    return read_classic_series([path], path, max_voxels=max_voxels, workers=workers)
