@@ -17,6 +17,7 @@ import torch
 
 from ctdenoise.accelerate import InferenceModel, prepare_model
 from ctdenoise.errors import ConfigError, InputError
+from ctdenoise.inference_options import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.onnx_runtime import onnxruntime_installed
 from ctdenoise.strength_table import StrengthTable
@@ -26,18 +27,9 @@ from ctdenoise.intensity import hu_to_unit, unit_to_hu
 if TYPE_CHECKING:
     from ctdenoise.io import Volume
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime")
-
 #: Slices per forward pass when the caller does not choose: small on the CPU (activations of a
 #: 512x512 slice take ~0.4 GB in fp32), large on a GPU where throughput grows with the batch.
 DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 16}
-
-#: The strength every entry point uses when the user does not choose one: the CLI (``--strength``), the
-#: MONAI transforms and the bundle. 0 returns the input unchanged, 1 the model's output (see
-#: :func:`blend_strength`).
-DEFAULT_STRENGTH = 1.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Checks of a model folder's files before anything reads them: regular files of bounded size, bounded JSON.
+"""A model folder's files, checked before anything reads them: regular files of bounded size, bounded JSON.
 
 A model folder comes from whoever wrote it (``--model PATH``). Before a byte of it is parsed or hashed, each
 file must be a regular file (not a FIFO, a device such as ``/dev/zero`` or a folder, also not through a
@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ctdenoise.errors import CheckpointError
+
+TENSORS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_NAME = "ctdenoise-checkpoint"
+FORMAT_VERSION = 1
+_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar"}
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """Largest ``config.json`` read (the shipped model's is under 2 kB)."""
@@ -78,3 +84,63 @@ def read_small_json(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: not valid JSON: {exc}") from None
+
+
+def checkpoint_directory(path: Path) -> Path:
+    """The checkpoint folder for ``path`` (a folder, or its ``model.safetensors``); pickle-based files are
+    refused before anything reads them (CheckpointError)."""
+    if path.is_dir():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.name == TENSORS_FILE:
+        return path.parent
+    if path.suffix.lower() in _PICKLE_SUFFIXES or _looks_pickled(path):
+        raise CheckpointError(
+            f"{path}: pickle-based checkpoints (.pt/.pth/.bin/.pkl) are refused because loading them can run "
+            f"arbitrary code; a ctdenoise checkpoint is a folder holding {TENSORS_FILE} and {CONFIG_FILE}"
+        )
+    raise CheckpointError(f"{path}: not a ctdenoise checkpoint folder (expected {TENSORS_FILE} and {CONFIG_FILE})")
+
+
+def _looks_pickled(path: Path) -> bool:
+    """True for a pickle stream (protocol 2+ starts with 0x80) or a torch.save zip archive."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+
+
+def read_checkpoint_config_file(config_path: Path) -> dict[str, Any]:
+    """The checkpoint config ``config_path`` (:func:`read_small_json`), checked to be a ctdenoise checkpoint's
+    of the supported format version with its architecture, encoder and tensors sections; CheckpointError
+    naming the file otherwise."""
+    try:
+        config = read_small_json(config_path)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{config_path}: missing; a ctdenoise checkpoint needs {CONFIG_FILE}") from exc
+    except OSError as exc:
+        raise CheckpointError(f"{config_path}: unreadable checkpoint config: {exc.strerror or exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{config_path}: not a {FORMAT_NAME} config")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path}: checkpoint format version {config.get('format_version')} is not supported "
+            f"(this ctdenoise reads version {FORMAT_VERSION})"
+        )
+    for section in ("architecture", "encoder", "tensors"):
+        if not isinstance(config.get(section), dict):
+            raise CheckpointError(f"{config_path}: section '{section}' missing or malformed")
+    return config
+
+
+def check_checkpoint_files(path: Path) -> Path:
+    """The checkpoint folder of ``path`` once its files pass the checks that need no torch: not a pickle, a
+    valid config (:func:`read_checkpoint_config_file`) and a tensor file that is a regular file of at most
+    :data:`MAX_TENSORS_BYTES`. Loading still verifies the tensors' hash and shapes."""
+    directory = checkpoint_directory(Path(path))
+    read_checkpoint_config_file(directory / CONFIG_FILE)
+    try:
+        checked_regular_file(directory / TENSORS_FILE, MAX_TENSORS_BYTES)
+    except OSError:
+        raise CheckpointError(f"{directory / TENSORS_FILE}: tensor file missing") from None
+    return directory

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ctdenoise.errors import ModelError
-from ctdenoise.model_files import read_small_json
+from ctdenoise.model_files import check_checkpoint_files, read_small_json
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_NAME = "default"
@@ -44,6 +44,13 @@ def resolve_model_dir(spec: str | Path | None = None) -> Path:
         raise ModelError(f"no default model is installed with this package; {NO_MODEL_HELP}")
     shipped = ", ".join(available_models()) or "none"
     raise ModelError(f"model {name!r} is neither a shipped model (shipped: {shipped}) nor an existing path; {NO_MODEL_HELP}")
+
+
+def check_model_folder(spec: str | Path | None = None) -> Path:
+    """The checkpoint folder for ``spec`` (:func:`resolve_model_dir`) once its files pass the checks that need
+    neither torch nor loading (:func:`ctdenoise.model_files.check_checkpoint_files`); :class:`ModelError`
+    naming the file and the problem otherwise. Fast: a command checks its model with it before anything else."""
+    return check_checkpoint_files(resolve_model_dir(spec))
 
 
 def load_model(

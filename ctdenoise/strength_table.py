@@ -21,13 +21,12 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 
 from ctdenoise.errors import ModelError
+from ctdenoise.inference_options import AUTO_STRENGTH  # "auto": the strength value that asks for the table
 from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.registry import recorded_tensors_sha256
 
 STRENGTH_TABLE_FILE = "strength.json"
 TABLE_FORMAT = "ctdenoise-strength-table"
-AUTO_STRENGTH = "auto"
-"""The strength value that asks for the model folder's table."""
 
 
 @dataclass(frozen=True)

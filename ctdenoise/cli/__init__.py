@@ -2,7 +2,8 @@
 
 Each subcommand module provides ``add_parser(subparsers)`` (which sets ``func``) and a ``run(args) -> int``.
 Only the module of the subcommand being run is imported (``ctdenoise denoise`` does not pay for the
-evaluation and simulation modules and MONAI), so a batch job starts in the time it takes to import torch.
+evaluation and simulation modules and MONAI), ``ctdenoise --help`` imports none, and the modules import
+torch only when a command runs, so ``--help``, ``serve --status`` and a bad ``--model`` answer at once.
 Exit codes: 0 success, 1 some inputs failed (the rest were written), 2 usage or configuration error,
 130/143 interrupted by SIGINT/SIGTERM (128 + the signal number).
 
@@ -26,12 +27,27 @@ from ctdenoise.jobs.interrupt import StopRequested
 #: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
 SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "iq", "serve", "simulate", "train")
 
+#: The one-line help of subcommands, which their modules register and ``ctdenoise --help`` lists without
+#: importing them (a subcommand missing here is imported to be listed).
+COMMAND_HELP = {
+    "denoise": "denoise DICOM series / NIfTI volumes",
+    "evaluate": "score the model and baselines on paired low-/normal-dose CT (Mayo-2016 or folder pairs)",
+    "example": "write the example CT series",
+    "info": "versions, devices, models",
+    "iq": "measure image quality as CT physicists do (noise, NPS, TTF, d')",
+    "serve": "run a DICOM node: receive CT series, denoise, send the derived series on",
+    "simulate": "simulate a low-dose scan from a normal-dose one",
+    "train": "train a model from a YAML recipe",
+}
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT = 130
 
 
-def build_parser(commands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
-    """The argument parser with the subcommands ``commands`` registered (by default all of them)."""
+def build_parser(commands: Sequence[str] = SUBCOMMANDS, *, listing_only: bool = False) -> argparse.ArgumentParser:
+    """The argument parser with the subcommands ``commands`` registered (by default all of them); with
+    ``listing_only``, those in :data:`COMMAND_HELP` only by name and help line, their modules not imported
+    (enough for ``ctdenoise --help``, which then starts without torch)."""
     parser = argparse.ArgumentParser(
         prog="ctdenoise", description="Low-dose CT denoising with a frozen CLIP encoder (CLIPDenoising)."
     )
@@ -39,7 +55,10 @@ def build_parser(commands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentPars
     add_logging_options(parser, None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in commands:
-        importlib.import_module(f"ctdenoise.cli.{name}").add_parser(subparsers)
+        if listing_only and name in COMMAND_HELP:
+            subparsers.add_parser(name, help=COMMAND_HELP[name])
+        else:
+            importlib.import_module(f"ctdenoise.cli.{name}").add_parser(subparsers)
     for sub in subparsers.choices.values():
         add_logging_options(sub, argparse.SUPPRESS)  # given after the subcommand: overrides the top-level value
     return parser
@@ -113,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = requested_command(argv)
-    args = build_parser([command] if command else SUBCOMMANDS).parse_args(argv)
+    args = build_parser([command] if command else SUBCOMMANDS, listing_only=command is None).parse_args(argv)
     try:
         configure_logging(args.verbose, args.quiet, args.log_file)
         return int(args.func(args))

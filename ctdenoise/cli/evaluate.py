@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ctdenoise.cli import EXIT_OK, EXIT_USAGE
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK, EXIT_USAGE
 from ctdenoise.evaluate.clean_check import CLEAN_CHECK_DIR, run_clean_check
 from ctdenoise.evaluate.methods import Method, classical_method, clip_model_method, redcnn_method
 from ctdenoise.evaluate.metrics import PROTOCOLS
@@ -79,7 +79,7 @@ def _variant(text: str) -> tuple[str, str, float | str | None]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="score the model and baselines on paired low-/normal-dose CT (Mayo-2016 or folder pairs)",
+        help=COMMAND_HELP["evaluate"],
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 from ctdenoise.errors import InputError, OutputError
 from ctdenoise.examples import EXAMPLE_DESCRIPTION, EXAMPLE_POSITIONS_MM, write_example_series
 from ctdenoise.io import atomic_write_dir, read_volume
@@ -15,7 +15,7 @@ from ctdenoise.io import atomic_write_dir, read_volume
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "example",
-        help="write the example CT series",
+        help=COMMAND_HELP["example"],
         description=f"Write a {len(EXAMPLE_POSITIONS_MM)}-slice CT series built from the real CT slice that "
         "ships with pydicom (CT_small.dcm) into DIR, e.g. to try 'ctdenoise denoise DIR -o OUT'. "
         "If DIR already holds the example series it is reused as it is (so the command can be run again); "

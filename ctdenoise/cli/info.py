@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 from ctdenoise.errors import ModelError
 from ctdenoise.registry import DEFAULT_MODEL_NAME, available_models, model_card
 
@@ -13,7 +13,7 @@ from ctdenoise.registry import DEFAULT_MODEL_NAME, available_models, model_card
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "info",
-        help="versions, devices, models",
+        help=COMMAND_HELP["info"],
         description="Print the versions of ctdenoise and its main libraries, the compute devices, the shipped "
         "models and the default model's card.",
     )
@@ -21,15 +21,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import monai
-    import open_clip
-    import pydicom
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch  # the devices need it; the other libraries' versions come from their metadata, unimported
 
     from ctdenoise import __version__
 
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
     print(f"ctdenoise {__version__}  python {platform.python_version()}  ({platform.platform()})")
-    print(f"torch {torch.__version__}  open_clip {open_clip.__version__}  monai {monai.__version__}  pydicom {pydicom.__version__}")
+    print(f"torch {torch.__version__}  open_clip {installed('open_clip_torch')}  monai {installed('monai')}  "
+          f"pydicom {installed('pydicom')}  onnxruntime {installed('onnxruntime')}")
     cuda = torch.cuda.is_available()
     devices = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "none"
     print(f"CUDA available: {cuda} (devices: {devices}); CPU threads: {torch.get_num_threads()}")

@@ -12,9 +12,9 @@ import signal
 import threading
 from pathlib import Path
 
-from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 from ctdenoise.cli.config_file import apply_config_file, record_given_options
-from ctdenoise.cli.denoise import add_model_options, inference_settings
+from ctdenoise.cli.model_options import add_model_options, check_model, inference_settings
 from ctdenoise.errors import ConfigError
 
 MB = 1024 * 1024
@@ -23,7 +23,7 @@ MB = 1024 * 1024
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="run a DICOM node: receive CT series, denoise, send the derived series on",
+        help=COMMAND_HELP["serve"],
         description="Listen as a DICOM Storage SCP (CT and Enhanced CT Image Storage, Verification). A series "
         "that has been quiet for --series-timeout seconds is denoised and its derived series written to "
         "--output and/or sent with C-STORE (--forward) and/or STOW-RS (--stow); it stays in the spool until "
@@ -137,13 +137,14 @@ def build_node(args: argparse.Namespace):
     from ctdenoise.serve.senders import CStoreDestination, FolderDestination, StowDestination
     from ctdenoise.serve.spool import Spool
 
+    check_model(args)  # a missing or broken model fails here, before the slower loading
     settings = inference_settings(args)
     if not isinstance(settings.strength, (int, float)):
         raise ConfigError("strength", "'auto' is not supported by serve (one strength for every series); give a number from 0 to 1")
     destinations = [FolderDestination(args.output)] if args.output else []
     destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
     destinations += [StowDestination(url) for url in args.stow]
-    label = model_label(args.model)  # a missing model fails here, before the slower loading
+    label = model_label(args.model)
     denoiser = SeriesDenoiser(load_model(args.model, clip_weights=args.clip_weights), label, settings,
                               io_workers=args.io_workers)
     spool = Spool(args.spool, max_bytes=int(args.max_spool_size * 1024 * MB), max_instances=args.max_series_instances)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 from ctdenoise.io import read_volume, write_volume
 from ctdenoise.recon_kernels import BOWTIES, KERNELS
 from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, simulate_low_dose
@@ -14,7 +14,7 @@ from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "simulate",
-        help="simulate a low-dose scan from a normal-dose one",
+        help=COMMAND_HELP["simulate"],
         description="Simulate a reduced-dose acquisition of INPUT (a DICOM series folder/file or a NIfTI/NRRD/MHA "
         "volume) with Poisson + electronic noise in a parallel-beam projection domain (Zeng et al. 2015) and "
         "write it to OUT: a derived DICOM series folder for DICOM input (or --format), else an image file. "

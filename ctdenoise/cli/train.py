@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ctdenoise.cli import EXIT_OK
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 
 log = logging.getLogger("ctdenoise.train")
 
@@ -17,7 +17,7 @@ DEFAULT_RUNS_DIR = Path("runs")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a model from a YAML recipe",
+        help=COMMAND_HELP["train"],
         description="Train a CLIPDenoiser as the YAML recipe says (see configs/train_paper_ct.yaml). Writes "
         "OUTPUT/config.yaml, OUTPUT/train_log.jsonl (JSON lines: loss, lr, validation PSNR/SSIM), resumable "
         "checkpoints in OUTPUT/checkpoints/ and the final model in OUTPUT/model/ (use it with "

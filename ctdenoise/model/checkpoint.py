@@ -26,15 +26,19 @@ from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.model.config import ModelConfig
 from ctdenoise.model.denoiser import PAD_MULTIPLE, CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, encoder_weights_sha256, resolve_clip_weights
-from ctdenoise.model_files import MAX_TENSORS_BYTES, checked_regular_file, read_small_json
+from ctdenoise.model_files import (
+    CONFIG_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MAX_TENSORS_BYTES,
+    TENSORS_FILE,
+    checked_regular_file,
+)
+from ctdenoise.model_files import checkpoint_directory as _checkpoint_directory
+from ctdenoise.model_files import read_checkpoint_config_file as _read_config
 
-TENSORS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-FORMAT_NAME = "ctdenoise-checkpoint"
-FORMAT_VERSION = 1
 NORMALISATION = f"(HU+{-HU_MIN:g})/{HU_MAX - HU_MIN:g} clip [{HU_MIN:g},{HU_MAX:g}]"
 _ENCODER_PREFIX = "encoder."
-_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar"}
 
 
 def save_checkpoint(
@@ -189,55 +193,12 @@ def _without_counters(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
 
 
-def _checkpoint_directory(path: Path) -> Path:
-    """The checkpoint folder for ``path``; pickle-based files are refused before anything reads them."""
-    if path.is_dir():
-        return path
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if path.name == TENSORS_FILE:
-        return path.parent
-    if path.suffix.lower() in _PICKLE_SUFFIXES or _looks_pickled(path):
-        raise CheckpointError(
-            f"{path}: pickle-based checkpoints (.pt/.pth/.bin/.pkl) are refused because loading them can run "
-            f"arbitrary code; a ctdenoise checkpoint is a folder holding {TENSORS_FILE} and {CONFIG_FILE}"
-        )
-    raise CheckpointError(f"{path}: not a ctdenoise checkpoint folder (expected {TENSORS_FILE} and {CONFIG_FILE})")
-
-
-def _looks_pickled(path: Path) -> bool:
-    """True for a pickle stream (protocol 2+ starts with 0x80) or a torch.save zip archive."""
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    return head[:1] == b"\x80" or head == b"PK\x03\x04"
-
-
-def _read_config(config_path: Path) -> dict[str, Any]:
-    try:
-        config = read_small_json(config_path)  # a regular file of bounded size and nesting, before parsing
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{config_path}: missing; a ctdenoise checkpoint needs {CONFIG_FILE}") from exc
-    except OSError as exc:
-        raise CheckpointError(f"{config_path}: unreadable checkpoint config: {exc.strerror or exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{config_path}: not a {FORMAT_NAME} config")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path}: checkpoint format version {config.get('format_version')} is not supported "
-            f"(this ctdenoise reads version {FORMAT_VERSION})"
-        )
-    for section in ("architecture", "encoder", "tensors"):
-        if not isinstance(config.get(section), dict):
-            raise CheckpointError(f"{config_path}: section '{section}' missing or malformed")
-    return config
-
-
 def _verify_file_hash(path: Path, recorded: str | None) -> None:
     """CheckpointError unless ``path`` is a regular file of bounded size whose sha256 is ``recorded``."""
     try:
         checked_regular_file(path, MAX_TENSORS_BYTES)
     except OSError:
-        raise CheckpointError(f"{path}: tensor file missing") from None
+        raise CheckpointError(f"{path}: tensor file missing") from None  # as check_checkpoint_files says
     if not recorded:
         raise CheckpointError(f"{path}: no sha256 recorded in {CONFIG_FILE}; cannot verify the tensors")
     actual = _file_sha256(path)
