@@ -204,3 +204,14 @@ def test_find_layout_says_when_there_is_no_phantom():
     texture = ndimage.gaussian_filter(rng.normal(0, 200, (128, 128)), 2)  # anatomy-like: nothing uniform
     with pytest.raises(InputError, match="no uniform region"):
         find_layout(texture + rng.normal(0, 5, (4, 128, 128)), 0.8, source="scan_b")
+
+
+def test_ttf50_standard_error_grows_as_the_contrast_to_noise_falls(phantom_image):
+    from ctdenoise.iq.protocol import ttf50_spread
+
+    scans = white_scans(phantom_image, 20.0, 8, seed=9)
+    errors = {rod.name: ttf50_spread(scans, insert, (PHANTOM.pixel_mm,) * 2)
+              for insert, rod in zip(PHANTOM.inserts(), PHANTOM.rods)}
+    assert 0 < errors["bone"] < errors["acrylic"] < errors["soft lesion"]
+    assert ttf50_spread(white_scans(phantom_image, 5.0, 8, seed=9), PHANTOM.inserts()[3], (0.8, 0.8)) < \
+        errors["soft lesion"] / 2

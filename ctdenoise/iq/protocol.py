@@ -76,7 +76,8 @@ def measure_methods(
 
     Each method's output is measured as TG-233 does for a scanner: noise and the NPS from its noise-only images
     (:func:`~ctdenoise.iq.noise.noise_only_images`) in ``layout.rois``, the TTF of each of ``layout.inserts`` from
-    its ensemble mean, and d' (NPW and NPWE) of ``task`` from the NPS and the TTF of the insert whose measured
+    its ensemble mean (with the bootstrap standard error of TTF50, :func:`ttf50_spread`), and d' (NPW and NPWE) of
+    ``task`` from the NPS and the TTF of the insert whose measured
     contrast in the input is closest to the task's (None without inserts). Changes of noise, ``f_av`` and TTF50
     are given in percent of the input's. Returns the method records (``iq.json``'s ``methods``) and, with
     ``keep_example``, the first output image of each method by name.
@@ -99,6 +100,7 @@ def measure_methods(
         radial = radial_nps(nps)
         mean = output.mean(axis=0)
         ttfs = [ttf_circular_insert(mean, (i.row, i.col), i.radius_px, spacing) for i in layout.inserts]
+        spreads = [ttf50_spread(output, insert, spacing) for insert in layout.inserts]
         if task_insert is None and ttfs:
             task_insert = int(np.argmin([abs(t.contrast_hu - task.contrast_hu) for t in ttfs]))
         record = {
@@ -110,8 +112,8 @@ def measure_methods(
             "inserts": [
                 {"name": i.name, "row": round(i.row, 2), "col": round(i.col, 2), "radius_px": round(i.radius_px, 2),
                  "contrast_hu": round(t.contrast_hu, 2), "ttf50": _rounded(t.ttf50), "ttf10": _rounded(t.ttf10),
-                 "ttf": t.to_dict()}
-                for i, t in zip(layout.inserts, ttfs)
+                 "ttf50_se": _rounded(se), "ttf": t.to_dict()}
+                for i, t, se in zip(layout.inserts, ttfs, spreads)
             ],
             "dprime": _rounded(dprime_npw(nps, ttfs[task_insert], task), 3) if ttfs else None,
             "dprime_npwe": _rounded(dprime_npwe(nps, ttfs[task_insert], task, eye), 3) if ttfs else None,
@@ -126,6 +128,25 @@ def measure_methods(
         log.info("%s: noise %.2f HU, f_av %.3f cycles/mm, d' %s", method.name, record["noise_hu"],
                  record["nps"]["f_av"], record["dprime"])
     return records, examples
+
+
+#: Bootstrap resamples of the realisations behind each TTF50's standard error.
+BOOTSTRAP_RESAMPLES = 20
+
+
+def ttf50_spread(realisations: np.ndarray, insert, spacing_mm: tuple[float, float]) -> float | None:
+    """The standard error of an insert's TTF50: the standard deviation of TTF50 over :data:`BOOTSTRAP_RESAMPLES`
+    bootstrap resamples of the realisations (drawn with replacement, seed 0, so a run is reproducible; Efron and
+    Tibshirani 1993). None when fewer than half the resamples reach 0.5 below Nyquist."""
+    rng = np.random.default_rng(0)
+    n = len(realisations)
+    values = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        mean = realisations[rng.integers(0, n, n)].mean(axis=0)
+        ttf50 = ttf_circular_insert(mean, (insert.row, insert.col), insert.radius_px, spacing_mm).ttf50
+        if ttf50 is not None:
+            values.append(ttf50)
+    return float(np.std(values, ddof=1)) if len(values) >= BOOTSTRAP_RESAMPLES // 2 else None
 
 
 @dataclass(frozen=True)

@@ -154,14 +154,15 @@ def numbers_table(methods: list[dict]) -> str:
     """One row per method: noise, its change, f_av, f_peak, TTF50/TTF10 per insert, d' NPW and NPWE."""
     inserts = methods[0]["inserts"]
     headers = ["method", "noise (HU)", "noise change", "f_av (cycles/mm)", "f_av change", "f_peak (cycles/mm)"]
-    headers += [f"TTF50 / TTF10 {ins['name'] or j + 1} ({ins['contrast_hu']:+.0f} HU)" for j, ins in enumerate(inserts)]
+    headers += [f"TTF50 ± s.e. / TTF10 {ins['name'] or j + 1} ({ins['contrast_hu']:+.0f} HU)"
+                for j, ins in enumerate(inserts)]
     headers += ["d' NPW", "d' NPWE"]
     rows = []
     for m in methods:
         rows.append([m["name"], f"{m['noise_hu']:.2f}", _change(m["noise_change_percent"]), f"{m['nps']['f_av']:.3f}",
                      _change(m["nps"]["f_av_change_percent"]), f"{m['nps']['f_peak']:.3f}",
-                     *[f"{_number(i['ttf50'])} / {_number(i['ttf10'])} ({_change(i['ttf50_change_percent'])})"
-                       for i in m["inserts"]],
+                     *[f"{_number(i['ttf50'])} ± {_number(i.get('ttf50_se'), 1)} / {_number(i['ttf10'])} "
+                       f"({_change(i['ttf50_change_percent'])})" for i in m["inserts"]],
                      _number(m["dprime"]), _number(m["dprime_npwe"])])
     return table(headers, rows)
 
