@@ -5,7 +5,9 @@ kernels, within a hundredth of a HU of the PyTorch result (README, "Performance"
 install it with ``pip install "ctdenoise[onnx]"`` (onnxruntime, and onnx for PyTorch's exporter).
 
 The ONNX graph is produced here, from the weights already loaded from safetensors, and never read
-from or written to disk: no user-supplied file is ever deserialised.
+from or written to disk: no user-supplied file is ever deserialised. ONNX Runtime's telemetry is turned
+off before it is imported (it would otherwise write a device id and an event database under
+``~/.cache/Microsoft/DeveloperTools/.onnxruntime``): a hospital tool writes nothing outside its output.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import os
 import warnings
 from typing import Any
 
@@ -32,12 +35,23 @@ def onnxruntime_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in REQUIRED_PACKAGES)
 
 
+#: Set before ONNX Runtime is imported: its telemetry starts at import time (device id, event database).
+TELEMETRY_OFF = {"ORT_DISABLE_TELEMETRY": "1"}
+
+
 def _import_onnxruntime() -> Any:
+    """The onnxruntime module, imported with its telemetry off (:data:`TELEMETRY_OFF`, then
+    ``disable_telemetry_events``); ConfigError naming the missing package when it cannot be."""
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
     try:
         modules = {name: importlib.import_module(name) for name in REQUIRED_PACKAGES}
     except ImportError as error:
         raise ConfigError("backend", f"the onnxruntime backend needs the {error.name} package: {INSTALL_HINT}") from None
-    return modules["onnxruntime"]
+    ort = modules["onnxruntime"]
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    return ort
 
 
 class OnnxRuntimeForward:
