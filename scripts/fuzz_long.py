@@ -159,36 +159,43 @@ def run_random(dicom: int, nifti: int, seed: int, keep: Path) -> int:
     rng.shuffle(order)
     counts: Counter[tuple[str, str]] = Counter()
     violations: Counter[str] = Counter()
+    done = Counter()  # cases read, per format
+    stopped = False
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        for case, is_nifti in enumerate(order):
-            kind, data = (mutate_nifti if is_nifti else mutate_dicom)(rng)
-            path = Path(work) / f"case{case}{'.nii' if is_nifti else '.dcm'}"
-            path.write_bytes(data)
-            try:
-                counts[(kind, _outcome_name(path))] += 1
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - report every oracle violation (panics too), then go on
-                violations[_violation(exc)] += 1
-                counts[(kind, f"FAIL {type(exc).__name__}")] += 1
-                keep.mkdir(parents=True, exist_ok=True)
-                (keep / path.name).write_bytes(data)
-                (keep / f"{path.name}.txt").write_text("".join(traceback.format_exception(exc)))
-            path.unlink()
-            if (case + 1) % 1000 == 0:
-                print(f"  ... {case + 1} cases, {sum(violations.values())} violations, "
-                      f"{time.perf_counter() - started:.0f} s", flush=True)
+        try:
+            for case, is_nifti in enumerate(order):
+                kind, data = (mutate_nifti if is_nifti else mutate_dicom)(rng)
+                path = Path(work) / f"case{case}{'.nii' if is_nifti else '.dcm'}"
+                path.write_bytes(data)
+                try:
+                    counts[(kind, _outcome_name(path))] += 1
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - report every oracle violation (panics too), then go on
+                    violations[_violation(exc)] += 1
+                    counts[(kind, f"FAIL {type(exc).__name__}")] += 1
+                    keep.mkdir(parents=True, exist_ok=True)
+                    (keep / path.name).write_bytes(data)
+                    (keep / f"{path.name}.txt").write_text("".join(traceback.format_exception(exc)))
+                path.unlink()
+                done["nifti" if is_nifti else "dicom"] += 1
+                if (case + 1) % 1000 == 0:
+                    print(f"  ... {case + 1} cases, {sum(violations.values())} violations, "
+                          f"{time.perf_counter() - started:.0f} s", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C (SIGINT): report the cases read so far
+            stopped = True
     failures = sum(violations.values())
     crashes = sum(n for (_, outcome), n in counts.items() if "decoder crashed" in outcome)
-    print(f"{dicom + nifti} cases ({dicom} DICOM, {nifti} NIfTI) in {time.perf_counter() - started:.0f} s "
-          f"(seed {seed}), {failures} oracle violations")
-    print(f"  process aborts: 0 (the run finished); decoder crashes contained in a worker: {crashes}; "
+    print(f"{done['dicom'] + done['nifti']} cases ({done['dicom']} DICOM, {done['nifti']} NIfTI) in "
+          f"{time.perf_counter() - started:.0f} s (seed {seed}), {failures} oracle violations"
+          + (f"; STOPPED EARLY (SIGINT) of {dicom} DICOM and {nifti} NIfTI planned" if stopped else ""))
+    print(f"  process aborts: 0 (this process ran to its summary); decoder crashes contained in a worker: {crashes}; "
           f"raw exceptions: {violations['raw exception']}; non-finite volumes: {violations['non-finite volume']}; "
           f"time or memory bound exceeded: {violations['time or memory bound']}")
     for (kind, outcome), count in sorted(counts.items()):
         print(f"  {kind:14s} {outcome:40s} {count}")
-    return 1 if failures else 0
+    return 1 if failures or stopped else 0
 
 
 def run_atheris(argv: list[str]) -> int:

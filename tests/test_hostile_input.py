@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -85,6 +86,21 @@ def test_an_aborting_item_raises_its_own_error_and_the_others_are_computed(worke
     assert list(map_files(abort_on_three, [4, 5], count=2, workers=workers, crash_error=crash_report)) == [-4, -5]
     with pytest.raises(PixelDataError, match="signal SIGABRT"):
         list(map_files(abort_on_three, [3], count=1, workers=workers, crash_error=crash_report))
+
+
+def slow_negative(item: int) -> int:
+    time.sleep(1.5)
+    return -item
+
+
+def test_a_crash_in_one_call_does_not_fail_another_call_sharing_the_pool():
+    """A batch encodes series k (not isolated) while the next series is decoded with the same pool: a decoder
+    that kills a worker there breaks the pool under the encoder's items too; they are run again, not failed."""
+    encoding = map_files(slow_negative, range(3), count=3, workers=2)
+    assert next(encoding) == 0  # items 0 and 1 ran side by side; item 2 runs now, the other worker is free
+    with pytest.raises(PixelDataError, match="signal SIGABRT"):
+        list(map_files(abort_on_three, [3], count=1, workers=2, crash_error=crash_report))  # dies beside item 2
+    assert list(encoding) == [-1, -2]
 
 
 def test_reading_a_file_that_aborts_its_decoder_is_a_pixel_data_error(build_series, tmp_path):

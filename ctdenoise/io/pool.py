@@ -15,7 +15,8 @@ so that a native library that aborts the process (a decoder's ``abort()``, a seg
 a worker, not the caller. The items a dead worker's pool held are run again one by one, each in a new
 process of its own; the item that kills that process too is the culprit, and ``crash_error(item, how)``
 is raised for it (``how``: "signal SIGABRT", "exit status 3"); the others give their results, and the
-pool is replaced for the next items and calls.
+pool is replaced for the next items and calls. Calls that are not isolated recover the same way from a pool
+that another call's item broke.
 
 What the serial path would show is kept: an error raised in a worker is raised again by the consumer at
 the item where the serial loop would raise it (the first failing item in order; later ones are waited
@@ -229,6 +230,11 @@ def how_it_died(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
+def _broken(item: object, how: str) -> BrokenProcessPool:
+    """The error of an item that is not isolated and kills the process that runs it."""
+    return BrokenProcessPool(f"a worker process died ({how}) while it worked on an item")
+
+
 def _run_alone(fn: Callable[[T], R], item: T, cwd: str, crash_error: Callable[[T, str], Exception]) -> tuple:
     """:func:`_run` of one item in a new process of its own; ``crash_error(item, how)`` is raised when that
     process dies before it has sent the outcome."""
@@ -283,7 +289,9 @@ def map_files(
     writing once this returns.
     ``crash_error``: isolate ``fn`` (see the module's docstring): it runs in worker processes whatever
     ``workers`` and ``count``, and the exception ``crash_error(item, how)`` is raised at the item whose
-    worker died. Without it, a dead worker raises BrokenProcessPool (and the next call starts a new pool).
+    worker died. Without it, the items in flight when a worker died are run again one by one as well (the
+    pool is shared by every call of its size: an item of another call may have killed it), and an item
+    that kills its own process raises BrokenProcessPool.
     """
     size = resolve_workers(workers)
     daemon = multiprocessing.current_process().daemon
@@ -304,11 +312,9 @@ def map_files(
         future, item, owner = pending.popleft()
         try:
             outcome = future.result()
-        except BrokenProcessPool:
-            _discard(size, owner)  # a worker died (killed, or crashed in a codec): later items get a fresh pool
-            if crash_error is None:
-                raise
-            outcome = _run_alone(fn, item, cwd, crash_error)  # this item's own process: did it kill the worker?
+        except BrokenProcessPool:  # a worker died (killed, crashed in a codec), maybe in another call's item
+            _discard(size, owner)  # later items get a fresh pool
+            outcome = _run_alone(fn, item, cwd, crash_error or _broken)  # this item alone: does it kill a process?
         return _result(outcome)
 
     try:
