@@ -118,13 +118,19 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < len(title.strip()) <= 16 or "\\" in title:
             raise ConfigError("ae-title", f"{title!r} is not a DICOM AE title (1 to 16 characters, no backslash)")
     node = build_node(args)
-    # pynetdicom logs every PDU and store request at INFO: the node logs one line per association instead.
-    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    quiet_pynetdicom(args.verbose)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     node.run(stop)
     return EXIT_OK
+
+
+def quiet_pynetdicom(verbose: bool) -> None:
+    """pynetdicom's own log lines only with ``-v``: it logs every PDU at INFO and two ERROR lines for every
+    association it cannot open (each retry to a destination that is down), while the node logs one line per
+    association and one warning per failed delivery attempt itself."""
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
 
 
 def build_node(args: argparse.Namespace):

@@ -107,7 +107,7 @@ def check_inside(target: Path, out_dir: Path) -> None:
 
 def remove_empty_parents(out_dir: Path, key: str) -> None:
     """Remove the folders between ``out_dir`` and the output of ``key`` that are empty (made for a series
-    that was stopped before it was published)."""
+    that was stopped or failed before it was published)."""
     folder = (out_dir / key).parent
     while folder != out_dir and folder.is_relative_to(out_dir):
         try:

@@ -139,6 +139,8 @@ def process_jobs(
                     result = SeriesResult(
                         job.key, job_input(job), "failed", error=f"unexpected {type(error).__name__}: {error}"
                     )
+                if result.status == "failed":
+                    remove_empty_parents(out_dir, job.key)  # folders made for it hold nothing
                 result.change = decision.change
                 result.warnings = series_warnings(job, prefetcher.read_warnings(job.key))
                 if result.status == "done":

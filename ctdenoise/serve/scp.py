@@ -179,5 +179,9 @@ class StorageSCP:
             stats.refused += 1
             log.error("cannot store an instance in the spool: %s", exc.strerror or exc)
             return OUT_OF_RESOURCES
+        except Exception:  # noqa: BLE001 - logged here: pynetdicom's own report is silenced without -v
+            stats.refused += 1
+            log.exception("unexpected error while storing an instance; it was not kept")
+            return CANNOT_UNDERSTAND
         stats.stored += 1
         return 0x0000
