@@ -24,7 +24,8 @@ Lossy compression history (General Image / Enhanced General Equipment): LossyIma
 in a lossy transfer syntax without that record gets it ("01" and the method of its syntax). Pixels keep
 the source's BitsAllocated/BitsStored/PixelRepresentation and rescale; files are written in Explicit
 VR Little Endian, or with ``compression`` in a lossless compressed syntax (:data:`COMPRESSION_SYNTAXES`),
-through pydicom's encoders, which decode to exactly the same stored values.
+through pydicom's encoders, which decode to exactly the same stored values (JPEG-LS holds signed pixels
+at BitsStored = BitsAllocated, so that viewers which do not sign-extend show them right).
 """
 
 from __future__ import annotations
@@ -213,8 +214,16 @@ def _common_header(source: Dataset, *, series_uid: str, series_number: int, desc
 
 
 def _set_pixels(ds: Dataset, stored: np.ndarray, compression: str) -> None:
-    """Store ``stored`` uncompressed, or encoded losslessly in the syntax of ``compression`` by pydicom."""
+    """Store ``stored`` uncompressed, or encoded losslessly in the syntax of ``compression`` by pydicom.
+
+    Signed pixels go into JPEG-LS at the full BitsAllocated precision (BitsStored and HighBit raised to
+    match; the values are unchanged), as dcmcjpls and gdcmconv encode them: at the source's 12 to 14 bits
+    the negative values are two's complement in that width, which viewers that do not sign-extend (Orthanc
+    1.10's preview) show as bright, so air and padding turned white."""
     if compression != "none":
+        if compression == "jpeg-ls" and int(ds.get("PixelRepresentation", 0)) == 1:
+            ds.BitsStored = int(ds.BitsAllocated)
+            ds.HighBit = int(ds.BitsAllocated) - 1
         ds.compress(COMPRESSION_SYNTAXES[compression], np.ascontiguousarray(stored), generate_instance_uid=False)
         return
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
