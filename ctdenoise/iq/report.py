@@ -124,6 +124,10 @@ def summary_figure(summary: dict) -> bytes:
         if method["inserts"]:
             j = int(np.argmin([abs(ins["contrast_hu"]) for ins in condition["methods"][0]["inserts"]]))
             axes[1].plot(method["inserts"][j]["ttf"]["frequency"], method["inserts"][j]["ttf"]["value"], label=method["name"])
+    if summary.get("analytic") and condition["methods"][0]["inserts"]:
+        f = np.asarray(condition["methods"][0]["inserts"][0]["ttf"]["frequency"])
+        axes[1].plot(f, np.exp(-2 * (np.pi * summary["analytic"]["blur_sigma_mm"] * f) ** 2), "k--", lw=0.8,
+                     label="phantom (analytic)")
     axes[0].set(title=f"NPS, {_title(condition)}", xlabel="cycles/mm", ylabel="HU² mm²")
     axes[1].set(title="TTF of the lowest-contrast insert", xlabel="cycles/mm", ylim=(0, 1.15))
     for axis in axes[:2]:
