@@ -7,9 +7,8 @@ import logging
 from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
-from ctdenoise.cli.denoise import positive_int, strength_value
-from ctdenoise.inference import DEFAULT_STRENGTH
-from ctdenoise.registry import DEFAULT_MODEL_NAME
+from ctdenoise.cli.model_options import add_model_options, positive_int, strength_value
+from ctdenoise.inference_options import DEFAULT_STRENGTH
 
 log = logging.getLogger("ctdenoise.iq")
 
@@ -52,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "iq",
+        conflict_handler="resolve",  # --strength below replaces the single one of add_model_options
         help="measure image quality as CT physicists do (noise, NPS, TTF, d')",
         description="Measure noise, noise power spectrum (NPS, f_av, f_peak), task transfer function of circular "
         "inserts (TTF50, TTF10) and detectability (d' of NPW and NPWE observers) as AAPM TG-233 describes, for the "
@@ -68,11 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--insert", action="append", type=insert_value, default=None, metavar="ROW,COL,RADIUS",
                    help="with --scan: a circular insert's centre and radius in pixels (repeatable); default: inserts of "
                    "10 mm or more are found automatically")
-    p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="shipped model name or checkpoint folder (default: %(default)s)")
-    p.add_argument("--clip-weights", type=Path, default=None, metavar="FILE",
-                   help="CLIP weight file for models that do not carry their encoder")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
+    add_model_options(p)  # --model and the inference options exactly as ctdenoise denoise declares them
     p.add_argument("--strength", action="append", type=numeric_strength, default=None, metavar="S",
                    help=f"a model strength to measure, 0..1 (repeatable; default: {', '.join(f'{s:g}' for s in sorted(set(DEFAULT_STRENGTHS)))})")
     p.add_argument("--no-model", action="store_true", help="measure the input and NLM only")
@@ -104,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
     task = DiskTask(args.task_diameter, args.task_contrast)
     methods = []
     if not args.no_model:
-        strengths = args.strength or list(DEFAULT_STRENGTHS)
-        methods += model_methods(args.model, strengths, device=args.device, batch_size=args.batch_size,
+        from ctdenoise.inference import InferenceSettings
+
+        settings = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                     compile=args.compile, cuda_graphs=args.cuda_graphs, backend=args.backend)
+        methods += model_methods(args.model, args.strength or list(DEFAULT_STRENGTHS), settings=settings,
                                  clip_weights=args.clip_weights)
     if not args.no_nlm:
         methods.append(nlm_method())
@@ -142,7 +141,7 @@ def _run_scans(args: argparse.Namespace, methods: list, task):
     from ctdenoise.iq.protocol import run_scan_protocol
     from ctdenoise.iq.scans import check_repeated, read_scans
 
-    scans = read_scans(args.scan)
+    scans = read_scans(args.scan, workers=args.io_workers)
     layout = find_layout(scans.hu, scans.spacing_mm, inserts=args.insert, roi_size_mm=args.roi_size or ROI_SIZE_MM,
                          source=", ".join(scans.series))
     check_repeated(scans, layout)

@@ -37,16 +37,18 @@ def strength_name(strength: float) -> str:
 
 
 def model_methods(
-    spec: str | Path, strengths: Sequence[float], *, device: str = "auto", batch_size: int | None = None,
-    clip_weights: Path | None = None,
+    spec: str | Path, strengths: Sequence[float], *, settings=None, clip_weights: Path | None = None,
 ) -> list[IQMethod]:
     """The model ``spec`` (shipped name or checkpoint folder, as ``--model``) at each of ``strengths``, named
-    ``"model s=<strength>"``; one forward pass per stack serves them all."""
+    ``"model s=<strength>"``, run with ``settings`` (an :class:`~ctdenoise.inference.InferenceSettings`, default
+    its defaults; its strength is ignored); one forward pass per stack serves them all."""
+    from dataclasses import replace
+
     from ctdenoise.inference import InferenceSettings, denoise_hu
     from ctdenoise.registry import load_model
 
     model = load_model(spec, clip_weights=clip_weights)
-    settings = InferenceSettings(device=device, batch_size=batch_size, strength=1.0)
+    settings = replace(settings or InferenceSettings(), strength=1.0)
     full = _OnePass(lambda hu: denoise_hu(model, hu, settings))
 
     def at(strength: float):

@@ -35,17 +35,18 @@ class RepeatedScans:
         return list(dict.fromkeys(self.origin))
 
 
-def read_scans(sources: Sequence[str | Path]) -> RepeatedScans:
+def read_scans(sources: Sequence[str | Path], workers: int | None = None) -> RepeatedScans:
     """Every slice of every series in ``sources`` (DICOM series folders or files, NIfTI/NRRD/MHA) as one
     realisation. InputError naming the series when its slices differ in size or pixel spacing from the first
-    series' or when there are fewer than :data:`MIN_REALISATIONS` slices in all."""
+    series' or when there are fewer than :data:`MIN_REALISATIONS` slices in all. ``workers``: processes that decode
+    a series' files (:func:`ctdenoise.io.read_volume`)."""
     from ctdenoise.io import read_volume
 
     stacks, origin = [], []
     spacing: tuple[float, float] | None = None
     shape: tuple[int, int] | None = None
     for source in sources:
-        volume = read_volume(source)
+        volume = read_volume(source, workers=workers)
         here = (float(volume.spacing[1]), float(volume.spacing[2]))
         if shape is None:
             shape, spacing = volume.hu.shape[1:], here
