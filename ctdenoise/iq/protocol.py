@@ -170,6 +170,7 @@ class PhantomProtocol:
     def to_dict(self) -> dict:
         values = asdict(self)
         values["doses"] = list(self.all_doses())
+        values["kernels"] = list(self.kernels)
         return values
 
 
