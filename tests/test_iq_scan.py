@@ -178,3 +178,11 @@ def test_phantom_mode_with_a_model_at_several_strengths(tiny_checkpoint, tmp_pat
     assert summary["settings"]["model"] == str(tiny_checkpoint)
     html = (out / "report.html").read_text()
     assert self_contained(html) and "detectability against strength" in html.lower()
+
+
+def test_phantom_mode_needs_two_realisations_and_a_known_kernel(tmp_path, capsys):
+    assert main(["iq", "-o", str(tmp_path / "a"), "--no-model", "--no-nlm", "--realisations", "1"]) == 2
+    assert "at least 2 repeated scans" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not one of the kernels
+        main(["iq", "-o", str(tmp_path / "b"), "--no-model", "--kernel", "bone-plus"])
+    assert not (tmp_path / "a").exists()
