@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = _run_phantom(args, methods, task)
     if not args.no_model:
-        result.summary["settings"]["model"] = str(args.model)
+        from ctdenoise.registry import model_label
+
+        result.summary["settings"]["model"] = model_label(args.model)  # name@tensors-sha256 prefix
     json_path, html_path = write_outputs(result, args.output)
     for method in result.summary["methods"]:
         ttf50 = ", ".join(f"{i['ttf50']}" for i in method["inserts"])
