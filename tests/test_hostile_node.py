@@ -17,8 +17,10 @@ import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import pydicom
+import pytest
 from pynetdicom.sop_class import CTImageStorage, Verification
 
+from conftest import real_test_file
 from test_serve import CT_SMALL, association, done_records, running_node, running_scp, send, wait_for
 from ctdenoise.serve.guard import AssociationLimits
 from ctdenoise.serve.scp import ScpConfig
@@ -117,3 +119,59 @@ def test_an_oversized_instance_is_refused_while_it_arrives_not_buffered_whole(ct
         assert result.stdout.split() == ["not-stored", "ended"], result.stdout + result.stderr
         assert peak < 4 * limit, f"the node buffered {peak} bytes for a {limit}-byte limit"
         assert send(scp.port, [ct_small]) == [0]  # and goes on serving
+
+
+def test_the_limits_come_from_the_options_or_the_config_file_and_reach_the_scp(tmp_path, tiny_checkpoint, capsys):
+    from ctdenoise.cli import build_parser, main
+    from ctdenoise.cli.config_file import apply_config_file
+    from ctdenoise.cli.serve import build_node, config_options
+
+    config = tmp_path / "node.yaml"
+    config.write_text(f"spool: {tmp_path / 'spool'}\noutput: {tmp_path / 'out'}\nmax_associations_per_peer: 4\n"
+                      f"idle_timeout: 5\nmodel: {tiny_checkpoint}\ndevice: cpu\n")
+    args = build_parser(["serve"]).parse_args(["serve", "--config", str(config), "--max-associations", "8"])
+    apply_config_file(args, config_options(), config)
+    limits = build_node(args).scp.config.limits
+    assert limits == AssociationLimits(max_associations=8, max_per_peer=4, acse_timeout=10.0, network_timeout=60.0,
+                                       idle_timeout=5.0)
+    assert main(["serve", "--config", str(config), "--idle-timeout", "0"]) == 2
+    assert "--idle-timeout must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # sends a 300 MB instance
+def test_the_node_s_peak_memory_stays_near_the_instance_limit_for_a_huge_instance(tmp_path):
+    """A 300 MB instance against a 20 MB limit: the SCP's peak RSS grows by well under 100 MB (it grew by
+    about 300 MB when the whole instance was buffered before the size check)."""
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, str(tmp_path), str(real_test_file(CT_SMALL))],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    growth_mb = float(result.stdout.split()[-1])
+    assert growth_mb < 100, result.stdout
+
+
+PEAK_RSS = """
+import resource, subprocess, sys
+from ctdenoise.serve.scp import ScpConfig, StorageSCP
+from ctdenoise.serve.spool import Spool
+SENDER = '''
+import sys, pydicom
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
+ds = pydicom.dcmread(sys.argv[2])
+ds.add_new(0x00091010, "OB", bytes(300 * 1024 * 1024))
+ae = AE(ae_title="SCANNER")
+ae.add_requested_context(CTImageStorage)
+assoc = ae.associate("127.0.0.1", int(sys.argv[1]), ae_title="CTDENOISE")
+if assoc.is_established:
+    assoc.send_c_store(ds)
+'''
+spool = Spool(sys.argv[1] + "/spool")
+scp = StorageSCP(spool, ScpConfig(port=0, max_instance_bytes=20 * 1024 * 1024))
+with spool.locked():
+    scp.start()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    subprocess.run([sys.executable, "-c", SENDER, str(scp.port), sys.argv[2]], check=True)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scp.stop()
+print("peak RSS growth MB", (after - before) / 1024)
+"""
