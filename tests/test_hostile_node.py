@@ -92,7 +92,7 @@ def test_many_honest_concurrent_senders_all_get_through(ct_small, tmp_path):
 
 
 SENDER = """
-import sys, pydicom
+import sys, time, pydicom
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 ds = pydicom.dcmread(sys.argv[2])
@@ -101,6 +101,10 @@ ae = AE(ae_title="SCANNER")
 ae.add_requested_context(CTImageStorage)
 assoc = ae.associate("127.0.0.1", int(sys.argv[1]), ae_title="CTDENOISE")
 status = assoc.send_c_store(ds) if assoc.is_established else None
+for _ in range(100):  # the node's abort may reach this side's state a moment after the call returned
+    if not assoc.is_established:
+        break
+    time.sleep(0.05)
 print("stored" if status and status.Status == 0 else "not-stored", "established" if assoc.is_established else "ended")
 """
 
