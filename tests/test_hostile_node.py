@@ -21,7 +21,7 @@ import pytest
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from conftest import real_test_file
-from test_serve import CT_SMALL, association, done_records, running_node, running_scp, send, wait_for
+from test_serve import CT_SMALL, association, done_records, running_node, running_scp, send, series, wait_for  # noqa: F401 - series is a fixture
 from ctdenoise.serve.guard import AssociationLimits
 from ctdenoise.serve.scp import ScpConfig
 from ctdenoise.serve.senders import FolderDestination
@@ -179,3 +179,28 @@ with spool.locked():
     scp.stop()
 print("peak RSS growth MB", (after - before) / 1024)
 """
+
+
+def test_the_node_delivers_a_good_series_while_silent_and_idle_connections_are_held(series, tiny_model, tmp_path):
+    series_files = series
+    out, spool_dir = tmp_path / "out", tmp_path / "spool"
+    limits = AssociationLimits(max_associations=4, acse_timeout=1.0, idle_timeout=1.0)
+    with running_node(spool_dir, tiny_model, [FolderDestination(out)], limits=limits) as port:
+        with association(port, contexts=(CTImageStorage, Verification)) as idle:
+            assert idle.is_established and idle.send_c_echo().Status == 0  # then it stores nothing
+            silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]  # more than the limit
+            try:
+                statuses = wait_for(lambda: _send_or_none(port, series_files), timeout=30,
+                                    what="an honest sender to get through")
+                assert statuses == [0] * len(series_files)
+                wait_for(lambda: done_records(spool_dir), what="the series to be delivered")
+            finally:
+                for sock in silent:
+                    sock.close()
+    assert len(list(out.rglob("*.dcm"))) == len(series_files)
+
+
+def _send_or_none(port: int, files) -> list[int] | None:
+    """``send``'s statuses, or None while the node rejects the association (a sender retries)."""
+    with association(port) as assoc:
+        return [assoc.send_c_store(pydicom.dcmread(path)).Status for path in files] if assoc.is_established else None
