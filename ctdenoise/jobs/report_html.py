@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ctdenoise.html_page import Markup, ct_image_png, escape, img, page, table
+from ctdenoise.io.read_warnings import collect_warnings
 from ctdenoise.jobs.outdir import write_text_atomic
 from ctdenoise.jobs.plan import BatchJob
 from ctdenoise.jobs.report import BatchReport, SeriesResult
@@ -49,8 +50,9 @@ def _thumbnails(result: SeriesResult, job: BatchJob | None, out_dir: Path) -> st
     if result.status not in ("done", "skipped") or result.output is None or job is None:
         return ""
     try:
-        before = ct_image_png(middle_slice(job.ref.paths), max_side=THUMBNAIL_SIDE)
-        after = ct_image_png(middle_slice(out_dir / result.output), max_side=THUMBNAIL_SIDE)
+        with collect_warnings():  # the series' reader warnings are already in report.json: not again on stderr
+            before = ct_image_png(middle_slice(job.ref.paths), max_side=THUMBNAIL_SIDE)
+            after = ct_image_png(middle_slice(out_dir / result.output), max_side=THUMBNAIL_SIDE)
     except Exception as error:  # noqa: BLE001 - a picture must never fail the run or its report
         log.debug("%s: no thumbnail in %s: %s", result.key, REPORT_HTML, error)
         return "(no picture)"
