@@ -7,7 +7,7 @@ and the image-quality tools compare measured noise power spectra with :meth:`Rec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -104,6 +104,15 @@ def get_kernel(kernel: str | ReconKernel) -> ReconKernel:
 #: The filter's water-equivalent thickness at fan position ``t`` is ``2R - 2 sqrt(R^2 - t^2)`` (so the flux
 #: behind a centred water cylinder of radius R is uniform), capped where the transmission reaches the floor.
 BOWTIES: dict[str, tuple[float, float]] = {"body": (175.0, 0.08), "head": (110.0, 0.08)}
+#: Every name a ``bowtie`` argument accepts: no filter, or one of :data:`BOWTIES`.
+BOWTIE_NAMES: tuple[str, ...] = ("none", *BOWTIES)
+
+
+def check_bowtie(bowtie: str) -> Bowtie:
+    """``bowtie`` itself if it is one of :data:`BOWTIE_NAMES`; a ConfigError listing them otherwise."""
+    if bowtie not in BOWTIE_NAMES:
+        raise ConfigError("bowtie", f"unknown bowtie {bowtie!r}; known: {', '.join(BOWTIE_NAMES)}")
+    return cast(Bowtie, bowtie)
 
 
 def bowtie_transmission(bowtie: Bowtie, offsets_mm: np.ndarray, mu_water_per_mm: float = MU_WATER_PER_MM) -> np.ndarray:
@@ -113,10 +122,8 @@ def bowtie_transmission(bowtie: Bowtie, offsets_mm: np.ndarray, mu_water_per_mm:
     there rises while the dose to the periphery falls (Hsieh, "Computed Tomography", ch. 2).
     """
     offsets = np.abs(np.asarray(offsets_mm, dtype=np.float64))
-    if bowtie == "none":
+    if check_bowtie(bowtie) == "none":
         return np.ones_like(offsets)
-    if bowtie not in BOWTIES:
-        raise ConfigError("bowtie", f"unknown bowtie {bowtie!r}; known: none, {', '.join(BOWTIES)}")
     radius, floor = BOWTIES[bowtie]
     water_mm = 2.0 * radius - 2.0 * np.sqrt(np.clip(radius**2 - offsets**2, 0.0, None))
     return np.maximum(np.exp(-mu_water_per_mm * water_mm), floor)

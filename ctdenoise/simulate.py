@@ -39,6 +39,7 @@ from ctdenoise.recon_kernels import (  # re-exported: the kernels are part of th
     Bowtie,
     ReconKernel,
     bowtie_transmission,
+    check_bowtie,
     get_kernel,
 )
 
@@ -301,7 +302,7 @@ def simulate_low_dose(
         raise ConfigError("electronic_noise_var", f"must be >= 0, got {electronic_noise_var!r}")
     if isinstance(slices_averaged, bool) or not isinstance(slices_averaged, (int, np.integer)) or slices_averaged < 1:
         raise ConfigError("slices_averaged", f"must be a whole number >= 1, got {slices_averaged!r}")
-    bowtie_transmission(bowtie, np.zeros(1))  # a ConfigError for an unknown name, before any work
+    check_bowtie(bowtie)
     scan = _Scan(
         spacing, i0, dose_fraction, electronic_noise_var, n_views, get_kernel(kernel), bowtie, int(slices_averaged),
         input_has_noise, mu_water_per_mm,
@@ -477,7 +478,7 @@ class RandLowDose(_RandParameterTransform):
         super().__init__(prob, dose_fraction)
         self.pixel_spacing_mm = pixel_spacing_mm
         self.kernels = _choices("kernel", kernel, get_kernel)
-        self.bowties = _choices("bowtie", bowtie, lambda name: bowtie_transmission(name, np.zeros(1)))
+        self.bowties = _choices("bowtie", bowtie, check_bowtie)
         self._kernel, self._bowtie = self.kernels[0], self.bowties[0]
         self.simulation = dict(
             i0=i0, electronic_noise_var=electronic_noise_var, n_views=n_views, slices_averaged=slices_averaged,

@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from ctdenoise.errors import ConfigError
+from ctdenoise.iq import nps_2d, radial_nps
 from ctdenoise.intensity import hu_to_unit
 from ctdenoise.simulate import (
     KERNELS,
@@ -101,20 +102,10 @@ def _noise_only(kernel: str, seed: int, **kwargs) -> np.ndarray:
 
 
 def _radial_nps_mean_frequency(noise_images: list[np.ndarray], roi: int = 40) -> float:
-    """f_av (cycles/mm) of the radial NPS of central ROIs: sum f NPS / sum NPS over radial bins."""
+    """f_av (cycles/mm) of the radial NPS of the central ROI of each noise image (ctdenoise.iq, TG-233)."""
     start = KERNEL_SIZE // 2 - roi // 2
-    spectra = []
-    for noise in noise_images:
-        patch = noise[start : start + roi, start : start + roi]
-        spectra.append(np.abs(np.fft.fft2(patch - patch.mean())) ** 2)
-    nps = np.fft.fftshift(np.mean(spectra, axis=0))
-    f = np.fft.fftshift(np.fft.fftfreq(roi, d=KERNEL_SPACING_MM))
-    radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
-    bins = np.round(radius / (f[1] - f[0])).astype(int)
-    keep = (bins >= 1) & (bins <= roi // 2)
-    profile = np.bincount(bins[keep], weights=nps[keep]) / np.maximum(np.bincount(bins[keep]), 1)
-    frequency = np.arange(profile.size) * (f[1] - f[0])
-    return float(np.sum(frequency[1:] * profile[1:]) / np.sum(profile[1:]))
+    rois = np.stack([noise[start : start + roi, start : start + roi] for noise in noise_images])
+    return radial_nps(nps_2d(rois, KERNEL_SPACING_MM)).f_av
 
 
 @pytest.mark.parametrize("name", ["smooth", "standard", "sharp"])

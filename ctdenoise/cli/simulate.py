@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 from ctdenoise.io import read_volume, write_volume
-from ctdenoise.recon_kernels import BOWTIES, KERNELS
+from ctdenoise.recon_kernels import BOWTIE_NAMES, KERNELS
 from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, simulate_low_dose
 
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="reconstruction kernel, i.e. the noise texture: smooth / standard / sharp have NPS peaks near "
                    "0.17 / 0.31 / 0.55 cycles/mm at any pixel size; ramp, shepp-logan, cosine and hann are cut off at "
                    "the pixel grid's Nyquist frequency (default: %(default)s)")
-    p.add_argument("--bowtie", choices=("none", *BOWTIES), default="none",
+    p.add_argument("--bowtie", choices=BOWTIE_NAMES, default="none",
                    help="shaped filter of the fan: less flux, more noise towards the edge (default: %(default)s)")
     p.add_argument("--slices-averaged", type=int, default=1, metavar="N",
                    help="thin slices averaged into each output slice: a thick slice has about 1/sqrt(N) of the "

@@ -21,7 +21,7 @@ import yaml
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.metrics import get_protocol
 from ctdenoise.model.config import ModelConfig
-from ctdenoise.recon_kernels import BOWTIES, KERNELS
+from ctdenoise.recon_kernels import check_bowtie, get_kernel
 from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, PAPER_SIGMA
 
 #: ``encoder_weights`` values that are not file paths.
@@ -114,10 +114,12 @@ class NoiseConfig:
                      "gaussian_share / clean_share apply to kind: mixed only")
         _require(len(self.kernels) >= 1, "kernels", "must list at least one kernel")
         _require(len(self.bowties) >= 1, "bowties", "must list at least one bowtie (or none)")
-        for name in self.kernels:
-            _require(name in KERNELS, "kernels", f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
-        for name in self.bowties:
-            _require(name == "none" or name in BOWTIES, "bowties", f"unknown bowtie {name!r}; known: none, {', '.join(BOWTIES)}")
+        for key, names, check in (("kernels", self.kernels, get_kernel), ("bowties", self.bowties, check_bowtie)):
+            for name in names:
+                try:
+                    check(name)
+                except ConfigError as exc:
+                    raise ConfigError(key, exc.problem) from None
 
     @property
     def uses_physics(self) -> bool:
