@@ -44,6 +44,12 @@ def test_a_series_whose_sender_aborted_half_way_is_not_delivered_as_complete(bui
     assert done_records(spool_dir)[0]["derived"] == 10 and len(list(out.rglob("*.dcm"))) == 10
 
 
+def wait_until_no_association(scp) -> None:
+    """Wait for pynetdicom to end the threads of closed or released associations: it counts them against the
+    limits until they have ended, a moment after the peer sees the connection closed."""
+    wait_for(lambda: not scp.ae.active_associations, timeout=10, what="the closed associations' threads to end")
+
+
 def limited(**limits) -> ScpConfig:
     return ScpConfig(port=0, limits=AssociationLimits(**limits))
 
@@ -55,6 +61,7 @@ def test_silent_connections_are_closed_and_do_not_lock_senders_out(ct_small, tmp
             for sock in silent:
                 sock.settimeout(10)
                 assert sock.recv(1) == b""  # closed by the node after --acse-timeout
+            wait_until_no_association(scp)
             assert send(scp.port, [ct_small]) == [0]
         finally:
             for sock in silent:
@@ -81,6 +88,7 @@ def test_one_peer_cannot_hold_more_than_its_share_of_associations(ct_small, tmp_
             assert first.is_established and second.is_established
             with association(scp.port) as third:
                 assert third.is_rejected
+        wait_until_no_association(scp)
         assert send(scp.port, [ct_small]) == [0]  # the first two were released: room again
 
 
