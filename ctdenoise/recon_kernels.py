@@ -70,6 +70,18 @@ class ReconKernel:
         f_av = float(np.sum(frequency * nps) / np.sum(nps))
         return frequency, nps, f_peak, f_av
 
+    def scaled(self, factor: float, pixel_spacing_mm: float) -> ReconKernel:
+        """This kernel with its cutoff on a grid of ``pixel_spacing_mm`` multiplied by ``factor``, fixed in cycles/mm.
+
+        ``factor < 1`` makes the noise grain coarser in pixels: ``smooth`` scaled by 0.45 on a 0.96 mm grid has
+        the texture, in pixels, that ``smooth`` has on a 0.43 mm grid. Training uses this to cover the grain sizes
+        of every pixel spacing with the few pixel spacings of its slices.
+        """
+        if not factor > 0:
+            raise ConfigError("kernel_cutoff_scale", f"must be > 0, got {factor!r}")
+        cutoff = self.cutoff(pixel_spacing_mm) * factor
+        return ReconKernel(f"{self.name} x{factor:.2f}", self.window, cutoff, f"{self.description}, cutoff x{factor:.2f}")
+
 
 #: The reconstruction kernels :func:`simulate_low_dose` knows, by name. ``smooth``, ``standard`` and ``sharp``
 #: have cutoffs in cycles/mm chosen so that their NPS peaks (about 0.17, 0.31 and 0.55 cycles/mm) span the

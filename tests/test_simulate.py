@@ -127,6 +127,18 @@ def test_kernels_in_cycles_per_mm_keep_their_peak_at_every_pixel_size_and_grid_k
     assert KERNELS["hann"].nps_shape(0.5)[2] == pytest.approx(1.8 * KERNELS["hann"].nps_shape(0.9)[2], rel=0.02)
 
 
+def test_a_scaled_kernel_has_in_pixels_the_grain_the_kernel_has_on_a_finer_grid():
+    coarse_grid, fine_grid = 0.96, 0.43
+    scaled = KERNELS["smooth"].scaled(fine_grid / coarse_grid, coarse_grid)
+    peak_per_pixel = scaled.nps_shape(coarse_grid)[2] * coarse_grid
+    assert peak_per_pixel == pytest.approx(KERNELS["smooth"].nps_shape(fine_grid)[2] * fine_grid, rel=0.02)
+    measured = _radial_nps_mean_frequency([_noise_only(KERNELS["standard"].scaled(0.5, KERNEL_SPACING_MM), seed) for seed in range(3)])
+    assert measured == pytest.approx(KERNELS["standard"].scaled(0.5, KERNEL_SPACING_MM).nps_shape(KERNEL_SPACING_MM)[3], rel=0.15)
+    assert measured < 0.75 * KERNELS["standard"].nps_shape(KERNEL_SPACING_MM)[3]
+    with pytest.raises(ConfigError, match="kernel_cutoff_scale"):
+        KERNELS["smooth"].scaled(0.0, 1.0)
+
+
 def test_a_bowtie_raises_the_noise_towards_the_edge_of_the_fan():
     def edge_to_centre(bowtie: str) -> float:
         noise = np.mean([_noise_only("standard", seed, bowtie=bowtie) ** 2 for seed in range(2)], axis=0)

@@ -351,3 +351,19 @@ def test_noise_kernels_and_bowties_are_validated_and_named_in_the_label():
         NoiseConfig(kind="physics", kernels=("b30f",))
     with pytest.raises(ConfigError, match="bowties"):
         NoiseConfig(kind="physics", bowties=("wide",))
+    assert NoiseConfig(kind="physics", kernels=("smooth",), kernel_cutoff_scale=(0.45, 0.45)).label == "dose 0.25 smooth cutoff x0.45"
+    with pytest.raises(ConfigError, match="kernel_cutoff_scale"):
+        NoiseConfig(kind="physics", kernel_cutoff_scale=(0.5, 0.2))
+
+
+def test_a_kernel_cutoff_scale_draws_coarser_grain_and_none_draws_nothing():
+    from ctdenoise.recon_kernels import KERNELS
+    from ctdenoise.training.pairs import draw_kernel
+
+    plain = NoiseConfig(kind="physics", kernels=("standard",))
+    rng = np.random.default_rng(3)
+    assert draw_kernel(plain, 0.8, rng) is KERNELS["standard"]
+    assert rng.uniform() == np.random.default_rng(3).uniform()
+    scaled = NoiseConfig(kind="physics", kernels=("standard",), kernel_cutoff_scale=(0.4, 0.9))
+    cutoffs = [draw_kernel(scaled, 0.8, np.random.default_rng(seed)).cutoff(0.8) for seed in range(20)]
+    assert all(0.4 - 1e-9 <= c <= 0.9 + 1e-9 for c in cutoffs) and max(cutoffs) - min(cutoffs) > 0.2

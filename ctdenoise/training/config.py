@@ -78,7 +78,10 @@ class NoiseConfig:
     ``gaussian_share`` and physics low dose otherwise, each as described above. Each physics realisation
     is reconstructed with a kernel drawn from ``kernels`` and a bowtie drawn from ``bowties`` (names of
     :data:`ctdenoise.simulate.KERNELS` and :data:`ctdenoise.simulate.BOWTIES` or ``none``), so one recipe can
-    span the noise textures of many scanners; with one name each nothing is drawn.
+    span the noise textures of many scanners; with one name each nothing is drawn. ``kernel_cutoff_scale``
+    ``[low, high]`` multiplies the drawn kernel's cutoff (on the slice's grid) by a factor drawn log-uniformly
+    from it (:meth:`ctdenoise.recon_kernels.ReconKernel.scaled`): below 1 the grain is coarser in pixels, as the
+    same kernel gives on a finer pixel grid; unset (the default) draws nothing.
     """
 
     kind: Literal["gaussian", "physics", "mixed", "none"] = "gaussian"
@@ -94,6 +97,7 @@ class NoiseConfig:
     clean_share: float = 0.0
     kernels: tuple[str, ...] = ("hann",)
     bowties: tuple[str, ...] = ("none",)
+    kernel_cutoff_scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         _require(self.sigma > 0, "sigma", "must be > 0")
@@ -112,6 +116,10 @@ class NoiseConfig:
         if self.kind != "mixed":
             _require(self.gaussian_share == 0 and self.clean_share == 0, "kind",
                      "gaussian_share / clean_share apply to kind: mixed only")
+        if self.kernel_cutoff_scale is not None:
+            c_low, c_high = self.kernel_cutoff_scale
+            _require(0 < c_low <= c_high <= 4, "kernel_cutoff_scale",
+                     f"must be [low, high] with 0 < low <= high <= 4, got {list(self.kernel_cutoff_scale)}")
         _require(len(self.kernels) >= 1, "kernels", "must list at least one kernel")
         _require(len(self.bowties) >= 1, "bowties", "must list at least one bowtie (or none)")
         for key, names, check in (("kernels", self.kernels, get_kernel), ("bowties", self.bowties, check_bowtie)):
@@ -139,6 +147,9 @@ class NoiseConfig:
         dose = f"dose {low:g}" if low == high else f"dose {low:g}-{high:g}"
         if self.kernels != ("hann",):
             dose += f" {'/'.join(self.kernels)}"
+        if self.kernel_cutoff_scale is not None:
+            c_low, c_high = self.kernel_cutoff_scale
+            dose += f" cutoff x{c_low:g}" if c_low == c_high else f" cutoff x{c_low:g}-{c_high:g}"
         if self.bowties != ("none",):
             dose += f" bowtie {'/'.join(self.bowties)}"
         return dose if self.kind == "physics" else f"mixed ({dose}, gaussian {self.gaussian_share:g}, clean {self.clean_share:g})"

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ctdenoise.intensity import hu_to_unit
+from ctdenoise.recon_kernels import ReconKernel, get_kernel
 from ctdenoise.simulate import add_gaussian_noise, simulate_low_dose
 from ctdenoise.training.config import AugmentConfig, NoiseConfig
 from ctdenoise.training.data import CTSlice
@@ -34,11 +35,22 @@ def _draw_name(names: tuple[str, ...], rng: np.random.Generator) -> str:
     return names[0] if len(names) == 1 else names[int(rng.integers(len(names)))]
 
 
+def draw_kernel(noise: NoiseConfig, pixel_spacing_mm: float, rng: np.random.Generator) -> ReconKernel:
+    """A kernel drawn from ``noise.kernels``, its cutoff scaled by a log-uniform draw from
+    ``noise.kernel_cutoff_scale`` when that is set (no draw otherwise, so older recipes keep their noise)."""
+    kernel = get_kernel(_draw_name(noise.kernels, rng))
+    if noise.kernel_cutoff_scale is None:
+        return kernel
+    low, high = noise.kernel_cutoff_scale
+    return kernel.scaled(float(np.exp(rng.uniform(np.log(low), np.log(high)))), pixel_spacing_mm)
+
+
 def simulate_slice(ct_slice: CTSlice, noise: NoiseConfig, rng: np.random.Generator) -> np.ndarray:
     """A physics-simulated low-dose version (HU) of one slice: dose fraction drawn by :func:`draw_dose`,
-    kernel and bowtie drawn from ``noise.kernels`` and ``noise.bowties``."""
+    kernel by :func:`draw_kernel` and bowtie from ``noise.bowties``."""
     dose = draw_dose(noise, rng)
-    kernel, bowtie = _draw_name(noise.kernels, rng), _draw_name(noise.bowties, rng)
+    kernel = draw_kernel(noise, float(np.mean(ct_slice.spacing_mm)), rng)
+    bowtie = _draw_name(noise.bowties, rng)
     return simulate_low_dose(
         ct_slice.hu,
         ct_slice.spacing_mm,
