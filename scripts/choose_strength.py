@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdenoise.evaluate.metrics import body_rmse_hu, compute_metrics
+from ctdenoise.metrics import body_rmse_hu, compute_metrics
 from ctdenoise.inference import DEFAULT_STRENGTH, blend_strength
 from ctdenoise.intensity import unit_to_hu
 from ctdenoise.noise_estimate import estimate_noise_hu

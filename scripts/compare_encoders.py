@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdenoise.evaluate.metrics import compute_metrics
+from ctdenoise.metrics import compute_metrics
 from ctdenoise.inference import InferenceSettings, denoise_hu
 from ctdenoise.model import export_half, load_checkpoint
 from ctdenoise.simulate import simulate_low_dose

@@ -199,7 +199,7 @@ def test_noise_estimate_of_the_nlm_baseline_finds_added_gaussian_noise(ct_small)
 
 
 def test_body_mask_is_the_patient_with_lungs_filled_and_without_the_table():
-    from ctdenoise.evaluate.metrics import body_mask, body_rmse_hu
+    from ctdenoise.metrics import body_mask, body_rmse_hu
 
     yy, xx = np.mgrid[:64, :64]
     ref = np.full((64, 64), -1000.0)

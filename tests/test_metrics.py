@@ -15,7 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ctdenoise.errors import ConfigError, InputError
 from ctdenoise.evaluate import PROTOCOLS, compute_metrics, compute_volume_metrics, get_protocol
-from ctdenoise.evaluate.metrics import SSIM_K1, psnr, ssim
+from ctdenoise.metrics import SSIM_K1, psnr, ssim
 
 ALL_PROTOCOLS = ("redcnn", "clip-paper", "ldctbench")
 

@@ -1,6 +1,6 @@
 """Evaluation: metric protocols, paired low-/normal-dose test cases, methods, reports and the dose sweep.
 
-* :mod:`~ctdenoise.evaluate.metrics`: PSNR/SSIM/RMSE under named protocols (``redcnn``, ``clip-paper``, ``ldctbench``).
+* :mod:`~ctdenoise.metrics`: PSNR/SSIM/RMSE under named protocols (``redcnn``, ``clip-paper``, ``ldctbench``).
 * :mod:`~ctdenoise.evaluate.pairing`: Mayo-2016 trees, generic low/full pairs and simulated low dose, paired by position.
 * :mod:`~ctdenoise.evaluate.methods`: the low-dose input, non-local means, BM3D (optional), CLIPDenoiser, RED-CNN.
 * :mod:`~ctdenoise.evaluate.report`: ``evaluate_cases`` writes metrics.csv, summary.json, summary.md and figures.
@@ -8,7 +8,7 @@
 """
 
 from ctdenoise.evaluate.methods import Method, classical_method, clip_model_method, redcnn_method
-from ctdenoise.evaluate.metrics import (
+from ctdenoise.metrics import (
     PROTOCOLS,
     MetricProtocol,
     compute_metrics,

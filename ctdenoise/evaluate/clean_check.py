@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 
 from ctdenoise.evaluate.figures import slice_panel
 from ctdenoise.evaluate.methods import Method
-from ctdenoise.evaluate.metrics import body_mask
+from ctdenoise.metrics import body_mask
 from ctdenoise.evaluate.pairing import CaseSpec
 from ctdenoise.intensity import get_window
 

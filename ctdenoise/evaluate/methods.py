@@ -66,7 +66,7 @@ class Method:
 
 def true_noise_sigma_hu(low_hu: np.ndarray, full_hu: np.ndarray) -> float:
     """The noise std (HU) that ``low_hu`` adds to its reference: std of the difference inside the body."""
-    from ctdenoise.evaluate.metrics import body_mask
+    from ctdenoise.metrics import body_mask
 
     mask = body_mask(full_hu)
     difference = np.asarray(low_hu, np.float64) - np.asarray(full_hu, np.float64)

@@ -35,7 +35,7 @@ import ctdenoise
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.figures import metric_boxplot, slice_panel
 from ctdenoise.evaluate.methods import Method, apply_method
-from ctdenoise.evaluate.metrics import body_rmse_hu, compute_metrics, get_protocol
+from ctdenoise.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, PairedCase
 from ctdenoise.intensity import get_window
 

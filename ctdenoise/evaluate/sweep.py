@@ -15,7 +15,7 @@ protocol; ``case`` ``all`` pools every case), ``sweep.md`` (the pooled table, on
 PSNR and body RMSE, plus findings computed from them: the best method per condition and each trained
 network's gain over the input and over the best classical filter, flagged where it is not positive)
 and ``psnr_vs_dose.png``. Metrics: PSNR, SSIM and RMSE under each protocol, and the protocol-free body
-RMSE (:func:`ctdenoise.evaluate.metrics.body_rmse_hu`).
+RMSE (:func:`ctdenoise.metrics.body_rmse_hu`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.figures import sweep_plot
 from ctdenoise.evaluate.methods import Method, apply_method
-from ctdenoise.evaluate.metrics import body_rmse_hu, compute_metrics, get_protocol
+from ctdenoise.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, case_seed
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.recon_kernels import get_kernel

@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from ctdenoise.errors import ConfigError
-from ctdenoise.evaluate.metrics import get_protocol
+from ctdenoise.metrics import get_protocol
 from ctdenoise.model.config import ModelConfig
 from ctdenoise.recon_kernels import check_bowtie, get_kernel
 from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, PAPER_SIGMA
@@ -201,7 +201,7 @@ class ValidationConfig:
     The noisy validation inputs are made once for each of ``levels`` (default: physics-simulated quarter
     dose) with seed ``seed``. ``crop``: centre-crop validation slices to this size (None: whole slices);
     ``max_slices``: use at most this many validation slices (evenly spaced). Metrics: PSNR/SSIM/RMSE under
-    each of ``protocols`` (see :mod:`ctdenoise.evaluate.metrics`), per level. The selection score, fixed
+    each of ``protocols`` (see :mod:`ctdenoise.metrics`), per level. The selection score, fixed
     before any run, is the ``psnr`` of the first protocol averaged over all levels; the checkpoint with the
     best score is kept as the run's ``best_model``.
     """

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctdenoise.evaluate.metrics import compute_metrics
+from ctdenoise.metrics import compute_metrics
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.training.config import ValidationConfig
 from ctdenoise.training.data import CTSlice
