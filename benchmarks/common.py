@@ -7,7 +7,6 @@ because these machines are shared and timings are only comparable within one run
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from ctdenoise.accelerate import cpu_flags, cpu_has_native_bf16
+from ctdenoise.io.hashing import sha256_file
 from ctdenoise.model import CLIPDenoiser, ModelConfig, save_checkpoint
 from ctdenoise.model.config import encoder_spec
 from ctdenoise.model.encoder import make_stage
@@ -83,7 +83,7 @@ def model_fields(spec: str) -> dict[str, object]:
     if spec not in available_models() and not Path(spec).is_dir():
         return {"model_sha256": None}
     weights = resolve_model_dir(spec) / "model.safetensors"
-    return {"model_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None}
+    return {"model_sha256": sha256_file(weights) if weights.is_file() else None}
 
 
 def cli_model_argument(spec: str, model: nn.Module, folder: Path) -> str:

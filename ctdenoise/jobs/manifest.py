@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ctdenoise.io import SeriesRef
 from ctdenoise.io.discover import DATA_COMPANION_SUFFIXES
+from ctdenoise.io.hashing import hash_file_into
 
 MANIFEST_DIR = ".ctdenoise-manifest"
 MANIFEST_VERSION = 1
@@ -57,9 +58,7 @@ def source_record(ref: SeriesRef) -> SourceRecord:
             digest.update(uid.encode() + b"\n")
     else:
         for path in _image_files(ref.paths[0]):
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            hash_file_into(digest, path)
     return SourceRecord(ref.kind, len(ref.paths), digest.hexdigest())
 
 

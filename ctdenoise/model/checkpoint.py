@@ -9,7 +9,6 @@ sha256; loading then needs the same CLIP weights and refuses any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import ctdenoise
 from ctdenoise.errors import CheckpointError, ConfigError
 from ctdenoise.intensity import HU_MAX, HU_MIN
 from ctdenoise.io.atomic import atomic_write_file
+from ctdenoise.io.hashing import sha256_file
 from ctdenoise.model.config import ModelConfig
 from ctdenoise.model.denoiser import PAD_MULTIPLE, CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, encoder_weights_sha256, resolve_clip_weights
@@ -91,7 +91,7 @@ def save_checkpoint(
         raise CheckpointError(f"{directory}: training_summary is not JSON-serialisable: {exc}") from exc
     tensors_path = directory / TENSORS_FILE
     atomic_write_file(tensors_path, lambda tmp: save_file(tensors, str(tmp)))
-    config["tensors"]["sha256"] = _file_sha256(tensors_path)
+    config["tensors"]["sha256"] = sha256_file(tensors_path)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write_file(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return directory
@@ -201,7 +201,7 @@ def _verify_file_hash(path: Path, recorded: str | None) -> None:
         raise CheckpointError(f"{path}: tensor file missing") from None  # as check_checkpoint_files says
     if not recorded:
         raise CheckpointError(f"{path}: no sha256 recorded in {CONFIG_FILE}; cannot verify the tensors")
-    actual = _file_sha256(path)
+    actual = sha256_file(path)
     if actual != recorded:
         raise CheckpointError(
             f"{path}: sha256 {actual} differs from {recorded} recorded in {CONFIG_FILE}; "
@@ -254,10 +254,3 @@ def _encoder_weights(weights: ResolvedWeights | str | Path | None, encoder_name:
         return weights
     return resolve_clip_weights(encoder_name, weights=weights)
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
