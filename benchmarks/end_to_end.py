@@ -31,8 +31,14 @@ from pathlib import Path
 
 from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, write_json
 from ctdenoise.cli import main as cli_main
-from ctdenoise.inference import (BACKEND_CHOICES, InferenceSettings, denoise_volume, prepare_for_settings,
-                                 resolve_backend, resolve_device)
+from ctdenoise.inference import (
+    BACKEND_CHOICES,
+    InferenceSettings,
+    denoise_volume,
+    prepare_for_settings,
+    resolve_backend,
+    resolve_device,
+)
 from ctdenoise.io import find_series, read_volume, write_volume
 from series import add_data_arguments, build_series, data_fields
 

@@ -40,10 +40,10 @@ import pydicom
 import torch
 
 from common import environment, write_json
-from series import add_data_arguments, build_series, data_fields
 from ctdenoise.io import find_series, read_volume, write_derived_dicom
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.io.pool import available_cores
+from series import add_data_arguments, build_series, data_fields
 
 
 def stopwatch(run) -> tuple[object, float]:

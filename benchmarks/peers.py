@@ -41,11 +41,24 @@ import numpy as np
 import torch
 
 from common import (
-    ReferenceForward, cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, timed, write_json,
+    ReferenceForward,
+    cli_model_argument,
+    environment,
+    load_benchmark_model,
+    model_fields,
+    run_cli_cold,
+    timed,
+    write_json,
 )
 from ctdenoise.evaluate.methods import NLM_SETTINGS, bm3d_available, classical_method
-from ctdenoise.inference import (DEFAULT_BATCH_SIZE, InferenceSettings, denoise_hu, prepare_for_settings,
-                                 resolve_backend, resolve_device)
+from ctdenoise.inference import (
+    DEFAULT_BATCH_SIZE,
+    InferenceSettings,
+    denoise_hu,
+    prepare_for_settings,
+    resolve_backend,
+    resolve_device,
+)
 from ctdenoise.intensity import hu_to_unit
 from end_to_end import read_series
 from series import add_data_arguments, build_series, data_fields

@@ -20,7 +20,6 @@ import platform
 import time
 
 import numpy as np
-
 from pydicom.data import get_testdata_file
 
 from ctdenoise.evaluate import compute_metrics

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdenoise.metrics import body_rmse_hu, compute_metrics
 from ctdenoise.inference import DEFAULT_STRENGTH, blend_strength
 from ctdenoise.intensity import unit_to_hu
+from ctdenoise.metrics import body_rmse_hu, compute_metrics
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import load_model, recorded_tensors_sha256, resolve_model_dir
 from ctdenoise.strength_table import StrengthTable, fit_strength_points, write_strength_table

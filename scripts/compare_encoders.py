@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdenoise.metrics import compute_metrics
 from ctdenoise.inference import InferenceSettings, denoise_hu
+from ctdenoise.metrics import compute_metrics
 from ctdenoise.model import export_half, load_checkpoint
 from ctdenoise.simulate import simulate_low_dose
 from ctdenoise.training.config import DataConfig

@@ -35,7 +35,7 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fuzz_corpus.mutations import (  # noqa: E402
+from fuzz_corpus.mutations import (
     DICOM_SEEDS,
     NIFTI_FIELDS,
     NIFTI_SEED,

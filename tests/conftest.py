@@ -37,7 +37,7 @@ def is_ct_file(path: Path) -> bool:
     """True for DICOM files whose Modality is CT or whose SOP class is a CT storage class."""
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - anything pydicom cannot read is not a CT file
         return False
     sop = ds.get("SOPClassUID")
     return ds.get("Modality") == "CT" or (sop is not None and "CT Image Storage" in sop.name)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from ctdenoise.cli import EXIT_OK, build_parser, main
 from ctdenoise.jobs.batch import run_batch
 from ctdenoise.jobs.options import BatchOptions
-from ctdenoise.cli import EXIT_OK, build_parser, main
 from ctdenoise.registry import load_model
 
 CT_SMALL = "CT_small.dcm"

@@ -170,7 +170,7 @@ def page_folder(example_template, tmp_path, monkeypatch) -> Path:
 def run_snippet(snippet: Snippet, namespace: dict, folder: Path) -> None:
     """Run one snippet in ``folder``; fail the test naming the snippet's file and line."""
     if RUN_LANGUAGES[snippet.language] == PYTHON:
-        exec(compile(snippet.code, snippet.where, "exec"), namespace)  # noqa: S102 - the docs are the code under test
+        exec(compile(snippet.code, snippet.where, "exec"), namespace)  # the docs are the code under test
         return
     script = shell_commands(snippet)
     commands = ctdenoise_commands(script)

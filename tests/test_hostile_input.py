@@ -29,7 +29,6 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless
 
-from conftest import real_test_file
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL, main
 from ctdenoise.errors import MAX_PROBLEM_CHARS, InputError, NotDicomError, OutputError, PixelDataError
 from ctdenoise.io import read_volume, write_derived_dicom, write_volume
@@ -160,9 +159,8 @@ def send_compressed(port: int, files: list[Path]) -> list[int]:
 
 def test_the_node_moves_a_decoder_bomb_to_failed_and_keeps_serving(build_series, tiny_model, tmp_path):
     """Before the fix the node aborted 3 s after the bomb's series closed, and at every restart."""
-    from test_serve import done_records, running_node, send, wait_for
-
     from ctdenoise.serve.senders import FolderDestination
+    from test_serve import done_records, running_node, send, wait_for
 
     bomb = write_decoder_bomb(tmp_path / "bomb")
     during = sorted(build_series([0.0, 5.0], name="during", source=CT_SMALL).iterdir())

@@ -21,11 +21,11 @@ import pytest
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from conftest import real_test_file
-from test_serve import CT_SMALL, association, done_records, running_node, running_scp, send, series, wait_for  # noqa: F401 - series is a fixture
 from ctdenoise.serve.guard import AssociationLimits
 from ctdenoise.serve.scp import ScpConfig
 from ctdenoise.serve.senders import FolderDestination
 from ctdenoise.serve.spool import Spool, spool_status
+from test_serve import CT_SMALL, association, done_records, running_node, running_scp, send, series, wait_for  # noqa: F401 - series is a fixture
 
 
 def test_a_series_whose_sender_aborted_half_way_is_not_delivered_as_complete(build_series, tiny_model, tmp_path):
@@ -189,7 +189,7 @@ print("peak RSS growth MB", (after - before) / 1024)
 """
 
 
-def test_the_node_delivers_a_good_series_while_silent_and_idle_connections_are_held(series, tiny_model, tmp_path):
+def test_the_node_delivers_a_good_series_while_silent_and_idle_connections_are_held(series, tiny_model, tmp_path):  # noqa: F811 - the fixture
     series_files = series
     out, spool_dir = tmp_path / "out", tmp_path / "spool"
     limits = AssociationLimits(max_associations=4, acse_timeout=1.0, idle_timeout=1.0)

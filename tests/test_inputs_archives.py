@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PYDICOM_TEST_FILES
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ctdenoise.errors import InputError
 from ctdenoise.io.archive import check_zip
-from conftest import PYDICOM_TEST_FILES
 
 CT_SMALL = "CT_small.dcm"
 DICOMDIR = PYDICOM_TEST_FILES / "dicomdirtests" / "DICOMDIR"

@@ -8,8 +8,21 @@ from scipy import ndimage
 
 from ctdenoise.errors import ConfigError, InputError
 from ctdenoise.iq import (
-    DigitalPhantom, DiskTask, Insert, Roi, blurred_disk, dose_reduction, dprime_npw, dprime_npwe, find_layout,
-    measure_noise, noise_only_images, nps_2d, radial_nps, roi_stack, ttf_circular_insert,
+    DigitalPhantom,
+    DiskTask,
+    Insert,
+    Roi,
+    blurred_disk,
+    dose_reduction,
+    dprime_npw,
+    dprime_npwe,
+    find_layout,
+    measure_noise,
+    noise_only_images,
+    nps_2d,
+    radial_nps,
+    roi_stack,
+    ttf_circular_insert,
 )
 from ctdenoise.iq.ttf import TTF, crossing
 

@@ -17,10 +17,10 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from conftest import real_test_file
 from ctdenoise.cli import main
 from ctdenoise.iq import DigitalPhantom
 from ctdenoise.iq.protocol import IQMethod, PhantomProtocol, measure_methods, run_protocol
-from conftest import real_test_file
 
 SIGMA = 12.0
 PHANTOM = DigitalPhantom()

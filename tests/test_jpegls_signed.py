@@ -17,9 +17,9 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 
 from conftest import real_test_file
-from orthanc import Orthanc, orthanc_available
-from ctdenoise.io import read_volume, write_derived_dicom
 from ctdenoise.examples import build_series_from_slice
+from ctdenoise.io import read_volume, write_derived_dicom
+from orthanc import Orthanc, orthanc_available
 
 
 def write_signed_12_bit(tmp_path: Path, slices: int) -> dict[str, list[Path]]:

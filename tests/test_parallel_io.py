@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import operator
 import os
-import sys
 import signal
+import sys
 import time
 import warnings
 from datetime import datetime, timezone
@@ -17,8 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from ctdenoise.errors import PixelDataError
-from ctdenoise.io import read_volume, write_derived_dicom
-from ctdenoise.io import dicom_write
+from ctdenoise.io import dicom_write, read_volume, write_derived_dicom
 from ctdenoise.io.pool import available_cores, map_files, resolve_workers
 from ctdenoise.io.read_warnings import collect_warnings, route_warnings
 

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from orthanc import free_port
 from ctdenoise.cli import main
 from ctdenoise.cli.serve import quiet_pynetdicom
 from ctdenoise.errors import InputError
 from ctdenoise.serve.senders import CStoreDestination, DeliveryError
+from orthanc import free_port
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from ctdenoise.jobs.outdir import LOCK_FILE
-from ctdenoise.jobs.report import REPORT_FILE
 from ctdenoise.cli import EXIT_OK, EXIT_USAGE, main
 from ctdenoise.io import find_series, read_volume
+from ctdenoise.jobs.outdir import LOCK_FILE
+from ctdenoise.jobs.report import REPORT_FILE
 
 CT_SMALL = "CT_small.dcm"
 SERIES_SLICES = {"p1/ct": 3, "p2/ct": 2, "p3/ct": 3, "p4/ct": 2}

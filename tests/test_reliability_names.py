@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctdenoise.jobs.batch import run_batch
-from ctdenoise.jobs.plan import plan_jobs
 from ctdenoise.cli import main
 from ctdenoise.io import find_series
 from ctdenoise.io.discover import MAX_NAME_CHARS, safe_name
+from ctdenoise.jobs.batch import run_batch
+from ctdenoise.jobs.plan import plan_jobs
 
 CT_SMALL = "CT_small.dcm"
 SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

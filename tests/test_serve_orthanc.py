@@ -28,7 +28,6 @@ from orthanc import Orthanc, free_port, orthanc_available
 from test_serve import association, wait_for
 
 
-
 def dcmtk_tool(name: str) -> str | None:
     """The path of dcmtk's ``name`` on PATH (pynetdicom installs Python apps of the same names), or None."""
     for folder in os.environ.get("PATH", "").split(os.pathsep):

@@ -16,8 +16,8 @@ from ctdenoise.cli import main
 from ctdenoise.errors import ConfigError
 from ctdenoise.inference import DEFAULT_STRENGTH, InferenceSettings, denoise_hu
 from ctdenoise.io import read_volume
-from ctdenoise.model import CLIPDenoiser, ModelConfig
 from ctdenoise.jobs.overlap import denoise_while_writing
+from ctdenoise.model import CLIPDenoiser, ModelConfig
 from ctdenoise.registry import encoder_provenance, model_description
 from ctdenoise.transforms import DenoiseSlices, DenoiseSlicesd
 

@@ -19,7 +19,11 @@ from ctdenoise.inference import InferenceSettings, denoise_hu, resolve_strength
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import load_model
 from ctdenoise.strength_table import (
-    STRENGTH_TABLE_FILE, StrengthTable, fit_strength_points, read_strength_table, strength_setting,
+    STRENGTH_TABLE_FILE,
+    StrengthTable,
+    fit_strength_points,
+    read_strength_table,
+    strength_setting,
     write_strength_table,
 )
 from ctdenoise.transforms import DenoiseSlices

@@ -20,9 +20,9 @@ import yaml
 
 from ctdenoise.cli import main as cli_main
 from ctdenoise.errors import ConfigError, OutputError
+from ctdenoise.intensity import hu_to_unit
 from ctdenoise.model import load_checkpoint
 from ctdenoise.training import load_train_config, train, train_config_from_dict
-from ctdenoise.intensity import hu_to_unit
 from ctdenoise.training.config import AugmentConfig, DataConfig, NoiseConfig
 from ctdenoise.training.data import split_series
 from ctdenoise.training.loop import BEST_MODEL_DIR, CHECKPOINTS, LOG_FILE, MODEL_DIR

@@ -29,7 +29,7 @@ def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
     """``base`` (an argparse action class) that also adds its destination to ``args.command_line_options``."""
 
     class Recording(base):  # type: ignore[misc, valid-type]
-        def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
+        def __call__(self, parser, namespace, values, option_string=None):  # argparse's signature
             super().__call__(parser, namespace, values, option_string)
             setattr(namespace, GIVEN, frozenset({*getattr(namespace, GIVEN, ()), self.dest}))
 

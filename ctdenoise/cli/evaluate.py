@@ -15,11 +15,11 @@ from tqdm import tqdm
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK, EXIT_USAGE
 from ctdenoise.evaluate.clean_check import CLEAN_CHECK_DIR, run_clean_check
 from ctdenoise.evaluate.methods import Method, classical_method, clip_model_method, redcnn_method
-from ctdenoise.metrics import PROTOCOLS
-from ctdenoise.evaluate.pairing import CaseSpec, MAYO_THICKNESSES, mayo_cases, pair_case, simulated_cases
+from ctdenoise.evaluate.pairing import MAYO_THICKNESSES, CaseSpec, mayo_cases, pair_case, simulated_cases
 from ctdenoise.evaluate.report import EvaluationSettings, evaluate_cases
 from ctdenoise.evaluate.sweep import SweepSettings, run_sweep
 from ctdenoise.intensity import WINDOWS
+from ctdenoise.metrics import PROTOCOLS
 from ctdenoise.recon_kernels import KERNELS
 
 log = logging.getLogger("ctdenoise.evaluate")

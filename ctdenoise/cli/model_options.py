@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ctdenoise.inference_options import AUTO_STRENGTH, BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES
+from ctdenoise.inference_options import (
+    AUTO_STRENGTH,
+    BACKEND_CHOICES,
+    DEFAULT_STRENGTH,
+    DEVICE_CHOICES,
+    PRECISION_CHOICES,
+)
 from ctdenoise.registry import DEFAULT_MODEL_NAME
 
 

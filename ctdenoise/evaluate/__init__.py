@@ -8,6 +8,9 @@
 """
 
 from ctdenoise.evaluate.methods import Method, classical_method, clip_model_method, redcnn_method
+from ctdenoise.evaluate.pairing import CaseSpec, PairedCase, mayo_cases, pair_case, pair_volumes, simulated_cases
+from ctdenoise.evaluate.report import EvaluationSettings, evaluate_cases
+from ctdenoise.evaluate.sweep import SweepSettings, run_sweep
 from ctdenoise.metrics import (
     PROTOCOLS,
     MetricProtocol,
@@ -15,10 +18,6 @@ from ctdenoise.metrics import (
     compute_volume_metrics,
     get_protocol,
 )
-from ctdenoise.evaluate.pairing import CaseSpec, PairedCase, mayo_cases, pair_case, pair_volumes, simulated_cases
-from ctdenoise.evaluate.report import EvaluationSettings, evaluate_cases
-from ctdenoise.evaluate.sweep import SweepSettings, run_sweep
-
 
 __all__ = [
     "PROTOCOLS",

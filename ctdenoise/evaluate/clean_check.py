@@ -30,9 +30,9 @@ from scipy.ndimage import gaussian_filter
 
 from ctdenoise.evaluate.figures import slice_panel
 from ctdenoise.evaluate.methods import Method
-from ctdenoise.metrics import body_mask
 from ctdenoise.evaluate.pairing import CaseSpec
 from ctdenoise.intensity import get_window
+from ctdenoise.metrics import body_mask
 
 CLEAN_CHECK_DIR = "clean_check"
 PHANTOM_SIZE = 512

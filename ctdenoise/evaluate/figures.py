@@ -14,10 +14,10 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ctdenoise.intensity import Window  # noqa: E402
+from ctdenoise.intensity import Window
 
 
 def slice_panel(

@@ -35,9 +35,9 @@ import ctdenoise
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.figures import metric_boxplot, slice_panel
 from ctdenoise.evaluate.methods import Method, apply_method
-from ctdenoise.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, PairedCase
 from ctdenoise.intensity import get_window
+from ctdenoise.metrics import body_rmse_hu, compute_metrics, get_protocol
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"

@@ -33,9 +33,9 @@ import numpy as np
 from ctdenoise.errors import ConfigError
 from ctdenoise.evaluate.figures import sweep_plot
 from ctdenoise.evaluate.methods import Method, apply_method
-from ctdenoise.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.evaluate.pairing import CaseSpec, case_seed
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.metrics import body_rmse_hu, compute_metrics, get_protocol
 from ctdenoise.recon_kernels import get_kernel
 from ctdenoise.simulate import add_gaussian_noise, simulate_low_dose
 

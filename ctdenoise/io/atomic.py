@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ctdenoise.errors import OutputError, OutputStorageError
 
-
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM})
 """OSError codes that mean the output file system refuses writes, whatever is written."""
 

@@ -71,7 +71,7 @@ def read_dicom(path: Path, *, header_only: bool) -> Dataset:
         ds.buffer = None  # the closed handle: ds.filename (its name) says where the dataset came from
     except InvalidDicomError as exc:
         raise NotDicomError(path, f"not a DICOM file ({shorten(exc)})") from None
-    except Exception as exc:  # corrupt files make pydicom raise many types (struct, Unicode, VR, EOF ...)
+    except Exception as exc:  # noqa: BLE001 - corrupt files make pydicom raise many types (struct, Unicode, VR, EOF ...)
         raise NotDicomError(path, f"cannot parse DICOM header: {type(exc).__name__}: {shorten(exc)}") from None
     _convert_elements(ds.file_meta, path)
     _convert_elements(ds, path)
@@ -84,7 +84,7 @@ def _convert_elements(ds: Dataset, path: Path) -> None:
     for tag in list(ds.keys()):
         try:
             element = ds[tag]
-        except Exception as exc:  # unknown VR, bad number/text/UID encodings, ... (pydicom raises many types)
+        except Exception as exc:  # noqa: BLE001 - unknown VR, bad number/text/UID encodings, ... (pydicom raises many types)
             name = pydicom.datadict.keyword_for_tag(tag) or "private or unknown"
             raise NotDicomError(
                 path, f"cannot parse DICOM element {tag} ({name}): {type(exc).__name__}: {shorten(exc)}"

@@ -39,7 +39,7 @@ def decode_stored(ds: Dataset, path: Path) -> np.ndarray:
         stored = ds.pixel_array
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # plugins raise many types; the user needs file and reason, not a traceback.
+    except BaseException as exc:  # noqa: BLE001 - plugins raise many types; the user needs file and reason, not a traceback.
         # BaseException: the Rust decoders (pylibjpeg-rle) raise pyo3 PanicException on corrupt data,
         # which is not an Exception and would otherwise end the whole batch.
         raise PixelDataError(

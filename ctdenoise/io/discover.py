@@ -227,14 +227,16 @@ def _unique_keys(refs: list[SeriesRef]) -> list[SeriesRef]:
     return unique
 
 
+def _shared_parts(folder: Path, other: Path) -> int:
+    """How many leading path parts ``folder`` and ``other`` have in common."""
+    mine, theirs = folder.parts, other.parts
+    return next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+
+
 def _attach_problems(refs: list[SeriesRef], problems: list[tuple[Path, str]]) -> list[SeriesRef]:
     """Give each skipped file to the series whose folder shares the longest path prefix with it."""
     by_ref: dict[int, list[tuple[Path, str]]] = defaultdict(list)
     for path, why in problems:
-        def shared(ref: SeriesRef) -> int:
-            folder = ref.paths[0].parent.parts
-            return next((i for i, (a, b) in enumerate(zip(folder, path.parent.parts)) if a != b),
-                        min(len(folder), len(path.parent.parts)))
-        best = max(range(len(refs)), key=lambda i: (shared(refs[i]), -i))
+        best = max(range(len(refs)), key=lambda i: (_shared_parts(refs[i].paths[0].parent, path.parent), -i))
         by_ref[best].append((path, why))
     return [replace(ref, problems=tuple(by_ref.get(i, ()))) for i, ref in enumerate(refs)]

@@ -79,14 +79,14 @@ def read_nifti(path: Path, *, max_voxels: int) -> Volume:
     """Read a NIfTI file (scaling applied) as HU; the LPS affine is derived from its RAS affine."""
     try:
         image = nib.load(path)
-    except Exception as exc:  # nibabel raises several types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - nibabel raises several types for corrupt files
         raise InputError(path, f"cannot read NIfTI file: {type(exc).__name__}: {shorten(exc)}") from None
     shape = _as_3d(image.shape, path)
     check_size(int(np.prod(shape)), max_voxels, path)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - likewise for its voxel data
         raise InputError(path, f"cannot read NIfTI voxel data: {type(exc).__name__}: {shorten(exc)}") from None
     slope, inter = getattr(image.dataobj, "slope", 1.0), getattr(image.dataobj, "inter", 0.0)  # as applied
     check_finite_voxels(data, path, f" (scl_slope {float(slope):g}, scl_inter {float(inter):g})")
@@ -132,7 +132,7 @@ def _source_nifti_header(volume: Volume):
         return None
     try:
         return nib.load(volume.source_path).header
-    except Exception:  # the source may have moved: a fresh header is then the honest choice
+    except Exception:  # noqa: BLE001 - the source may have moved: a fresh header is then the honest choice
         return None
 
 

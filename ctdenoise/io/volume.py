@@ -80,7 +80,7 @@ class Volume:
         """(slices, rows, cols)."""
         return tuple(self.hu.shape)  # type: ignore[return-value]
 
-    def with_hu(self, hu: np.ndarray) -> "Volume":
+    def with_hu(self, hu: np.ndarray) -> Volume:
         """Return a Volume with the same geometry and sources and new voxels (same shape required)."""
         hu = np.asarray(hu)
         if hu.shape != self.hu.shape:

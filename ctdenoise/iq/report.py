@@ -66,7 +66,7 @@ def ttf_figure(summary: dict) -> bytes:
     fig, axes = plt.subplots(1, len(inserts), figsize=(3.6 * len(inserts), 3.4), squeeze=False)
     analytic = summary.get("analytic")
     for j, axis in enumerate(axes[0]):
-        for i, method in enumerate(methods):
+        for method in methods:
             curve = method["inserts"][j]["ttf"]
             axis.plot(curve["frequency"], curve["value"], label=method["name"], lw=1.2)
         if analytic:
@@ -118,7 +118,7 @@ def summary_figure(summary: dict) -> bytes:
     plt = _plt()
     condition = _reported_conditions(summary)[0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
-    for i, method in enumerate(condition["methods"]):
+    for method in condition["methods"]:
         nps = method["nps"]
         axes[0].semilogy(nps["frequency"], np.maximum(nps["value"], 1e-6), label=method["name"])
         if method["inserts"]:

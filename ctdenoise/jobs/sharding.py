@@ -32,9 +32,9 @@ import torch.distributed as dist
 from ctdenoise.errors import OutputError
 from ctdenoise.inference import InferenceSettings
 from ctdenoise.io.read_warnings import route_warnings
+from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remove_stale_partials, write_text_atomic
 from ctdenoise.jobs.plan import BatchJob, check_inputs_exist, plan_jobs, raise_for_unusable_inputs
-from ctdenoise.jobs.options import BatchOptions
 from ctdenoise.jobs.report import REPORT_FILE, BatchReport, merge_reports
 from ctdenoise.jobs.report_html import write_batch_report_html
 from ctdenoise.jobs.runner import process_jobs

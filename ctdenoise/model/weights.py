@@ -121,7 +121,7 @@ def read_weight_file(path: Path) -> dict[str, Tensor]:
                 raw = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         else:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear WeightsError
+    except Exception as exc:  # every reader failure becomes one clear WeightsError
         raise WeightsError(
             f"{path}: cannot read as CLIP weights (OpenAI TorchScript .pt, .safetensors, or a tensors-only "
             f"state dict): {type(exc).__name__}: {exc}"
@@ -158,7 +158,7 @@ def resolve_clip_weights(
         downloaded = open_clip.download_pretrained(
             open_clip.get_pretrained_cfg(spec.name, "openai"), prefer_hf_hub=False, cache_dir=str(cache)
         )
-    except Exception as exc:  # noqa: BLE001 - no network, proxy, disk or checksum: all mean "supply it yourself"
+    except Exception as exc:  # no network, proxy, disk or checksum: all mean "supply it yourself"
         raise WeightsError(
             _how_to_supply(spec.name, cache, f"download failed ({type(exc).__name__}: {exc})")
         ) from exc

@@ -152,7 +152,7 @@ class AssociationGuard:
             tracked = self._tracked.get(id(event.assoc))
             if tracked is None or tracked.aborted_because is not None:
                 return
-            for size, last in fragments:
+            for size, _last in fragments:
                 if size < 0:  # a command: the next data set starts from zero
                     tracked.message_bytes = 0
                     continue

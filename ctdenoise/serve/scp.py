@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, Verification
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -25,8 +24,9 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLosslessSV1,
     RLELossless,
-    UID,
 )
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ctdenoise.errors import CTDenoiseError, InputError
@@ -179,7 +179,7 @@ class StorageSCP:
             stats.refused += 1
             log.error("cannot store an instance in the spool: %s", exc.strerror or exc)
             return OUT_OF_RESOURCES
-        except Exception:  # noqa: BLE001 - logged here: pynetdicom's own report is silenced without -v
+        except Exception:  # logged here: pynetdicom's own report is silenced without -v
             stats.refused += 1
             log.exception("unexpected error while storing an instance; it was not kept")
             return CANNOT_UNDERSTAND

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Protocol
 
 import pydicom
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage
-from pydicom.uid import ExplicitVRLittleEndian
 
 from ctdenoise.errors import ConfigError
 from ctdenoise.io.atomic import fsync_dir

@@ -34,7 +34,14 @@ from tqdm import tqdm
 import ctdenoise
 from ctdenoise.errors import ConfigError, OutputError
 from ctdenoise.evaluate.baselines.redcnn import REDCNN
-from ctdenoise.model import CLIPDenoiser, count_parameters, encoder_weights_sha256, load_checkpoint, read_checkpoint_config, resolve_clip_weights
+from ctdenoise.model import (
+    CLIPDenoiser,
+    count_parameters,
+    encoder_weights_sha256,
+    load_checkpoint,
+    read_checkpoint_config,
+    resolve_clip_weights,
+)
 from ctdenoise.training import distributed
 from ctdenoise.training.config import OPENAI_WEIGHTS, RANDOM_WEIGHTS, TrainConfig, train_config_from_dict
 from ctdenoise.training.data import load_slices, slices_at_least, split_series

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctdenoise.metrics import compute_metrics
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.metrics import compute_metrics
 from ctdenoise.training.config import ValidationConfig
 from ctdenoise.training.data import CTSlice
 from ctdenoise.training.pairs import noisy_unit, simulate_slice
