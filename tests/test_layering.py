@@ -134,3 +134,14 @@ def test_the_jobs_modules_import_each_other_one_way():
             del jobs[m]
     assert ordered.index("ctdenoise.jobs.series") < ordered.index("ctdenoise.jobs.runner") < ordered.index(
         "ctdenoise.jobs.batch")
+
+
+def test_the_noise_models_import_no_monai():
+    """``ctdenoise.simulate`` is plain functions; its MONAI random transforms live in ``ctdenoise.transforms``."""
+    import subprocess
+    import sys
+
+    probe = "import sys, ctdenoise.simulate; print(sorted(m for m in sys.modules if m.split('.')[0] == 'monai'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent)
+    assert result.stdout.strip() == "[]"

@@ -17,15 +17,12 @@ from ctdenoise.simulate import (
     KERNELS,
     MU_WATER_PER_MM,
     PAPER_SIGMA,
-    RandGaussianNoiseUnit,
-    RandGaussianNoiseUnitd,
-    RandLowDose,
-    RandLowDosed,
     add_gaussian_noise,
     bowtie_transmission,
     get_projector,
     simulate_low_dose,
 )
+from ctdenoise.transforms import RandGaussianNoiseUnit, RandGaussianNoiseUnitd, RandLowDose, RandLowDosed
 
 SIZE = 128
 SPACING_MM = 1.5
