@@ -11,8 +11,8 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from ctdenoise.errors import ConfigError
-from ctdenoise.iq import nps_2d, radial_nps
 from ctdenoise.intensity import hu_to_unit
+from ctdenoise.iq import nps_2d, radial_nps
 from ctdenoise.simulate import (
     KERNELS,
     MU_WATER_PER_MM,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Union
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from ctdenoise.transforms.array import (
     RandLowDose,
 )
 
-ArrayOrTensor = Union[np.ndarray, torch.Tensor]
+ArrayOrTensor = np.ndarray | torch.Tensor
 
 
 class HUToModelRanged(MapTransform, InvertibleTransform):
