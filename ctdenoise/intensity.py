@@ -1,22 +1,25 @@
 """Hounsfield-unit windows and the invertible HU <-> model-range mapping.
 
 The model works on ``(HU - HU_MIN) / (HU_MAX - HU_MIN)`` with HU clipped to ``[HU_MIN, HU_MAX]``
-= ``[-1024, 3072]`` (design.md section 2; the CLIPDenoising code's CT convention). No CLIP mean/std
+= ``[-1024, 3072]`` (the CLIPDenoising code's CT convention; docs/model.md). No CLIP mean/std
 normalisation is applied. The mapping is affine, so the inverse is exact for values inside the range.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 HU_MIN: float = -1024.0
 HU_MAX: float = 3072.0
 HU_SPAN: float = HU_MAX - HU_MIN
 
-ArrayT = TypeVar("ArrayT")
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 def hu_to_unit(hu: ArrayT, clip: bool = True) -> ArrayT:

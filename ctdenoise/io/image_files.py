@@ -9,9 +9,11 @@ NRRD/MetaImage file is read or written, so DICOM and NIfTI work does not load it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from ctdenoise.errors import InputError, OutputError, shorten
 from ctdenoise.io.dicom_headers import check_size
@@ -78,7 +80,7 @@ def _file_volume(hu: np.ndarray, affine: np.ndarray, path: Path, source_format: 
 def read_nifti(path: Path, *, max_voxels: int) -> Volume:
     """Read a NIfTI file (scaling applied) as HU; the LPS affine is derived from its RAS affine."""
     try:
-        image = nib.load(path)
+        image = cast(SpatialImage, nib.load(path))  # a .nii(.gz) file loads as a Nifti1Image or Nifti2Image
     except Exception as exc:  # noqa: BLE001 - nibabel raises several types for corrupt files
         raise InputError(path, f"cannot read NIfTI file: {type(exc).__name__}: {shorten(exc)}") from None
     shape = _as_3d(image.shape, path)

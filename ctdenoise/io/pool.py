@@ -46,7 +46,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_all
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,11 +76,13 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext:
     """fork on Linux: a worker starts at once with the io modules loaded and the main module is not run
     again (spawn and forkserver import it in each worker, which needs the ``if __name__ == "__main__"``
     guard in every script that reads a series); spawn elsewhere (fork is unsafe on macOS)."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 #: How often a worker checks that the process that started it is still alive (seconds).
@@ -308,14 +310,14 @@ def map_files(
     source = iter(items)
     exhausted = False
 
-    def take() -> object:
+    def take() -> R:
         future, item, owner = pending.popleft()
         try:
             outcome = future.result()
         except BrokenProcessPool:  # a worker died (killed, crashed in a codec), maybe in another call's item
             _discard(size, owner)  # later items get a fresh pool
             outcome = _run_alone(fn, item, cwd, crash_error or _broken)  # this item alone: does it kill a process?
-        return _result(outcome)
+        return cast(R, _result(outcome))  # what fn returned, as the worker sent it
 
     try:
         while pending or not exhausted:

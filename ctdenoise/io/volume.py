@@ -78,7 +78,7 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(slices, rows, cols)."""
-        return tuple(self.hu.shape)  # type: ignore[return-value]
+        return tuple(self.hu.shape)
 
     def with_hu(self, hu: np.ndarray) -> Volume:
         """Return a Volume with the same geometry and sources and new voxels (same shape required)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,8 @@ def measure_methods(
         spreads = [ttf50_spread(output, insert, spacing) for insert in layout.inserts]
         if task_insert is None and ttfs:
             task_insert = int(np.argmin([abs(t.contrast_hu - task.contrast_hu) for t in ttfs]))
-        record = {
+        task_ttf = ttfs[task_insert] if task_insert is not None else None  # every method has the same inserts
+        record: dict[str, Any] = {
             "name": method.name,
             "description": method.description,
             "strength": method.strength,
@@ -115,9 +117,9 @@ def measure_methods(
                  "ttf50_se": _rounded(se), "ttf": t.to_dict()}
                 for i, t, se in zip(layout.inserts, ttfs, spreads)
             ],
-            "dprime": _rounded(dprime_npw(nps, ttfs[task_insert], task), 3) if ttfs else None,
-            "dprime_npwe": _rounded(dprime_npwe(nps, ttfs[task_insert], task, eye), 3) if ttfs else None,
-            "dprime_ttf_insert": layout.inserts[task_insert].name or task_insert if ttfs else None,
+            "dprime": _rounded(dprime_npw(nps, task_ttf, task), 3) if task_ttf is not None else None,
+            "dprime_npwe": _rounded(dprime_npwe(nps, task_ttf, task, eye), 3) if task_ttf is not None else None,
+            "dprime_ttf_insert": layout.inserts[task_insert].name or task_insert if task_insert is not None else None,
         }
         reference = records[0] if records else record
         record["noise_change_percent"] = _percent(record["noise_hu"], reference["noise_hu"])

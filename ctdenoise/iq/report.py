@@ -223,6 +223,7 @@ def write_outputs(run, out_dir) -> tuple:
     """Write ``OUT/iq.json`` (the summary) and ``OUT/report.html`` of an :class:`~ctdenoise.iq.protocol.IQRun`,
     each atomically; returns their paths. OutputError naming the file when it cannot be written."""
     import json
+    from functools import partial
     from pathlib import Path
 
     from ctdenoise.io.atomic import atomic_write_file, output_os_error
@@ -237,7 +238,7 @@ def write_outputs(run, out_dir) -> tuple:
                        ("report.html", render_report(run.summary, run.examples))):
         path = out / name
         try:
-            atomic_write_file(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+            atomic_write_file(path, partial(Path.write_text, data=text, encoding="utf-8"))
         except OSError as exc:
             raise output_os_error(path, exc, "cannot write") from None
         written.append(path)

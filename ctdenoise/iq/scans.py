@@ -48,7 +48,7 @@ def read_scans(sources: Sequence[str | Path], workers: int | None = None) -> Rep
     for source in sources:
         volume = read_volume(source, workers=workers)
         here = (float(volume.spacing[1]), float(volume.spacing[2]))
-        if shape is None:
+        if shape is None or spacing is None:  # the first series sets both
             shape, spacing = volume.hu.shape[1:], here
         elif volume.hu.shape[1:] != shape or not np.allclose(here, spacing, rtol=1e-3):
             raise InputError(source, f"its slices are {volume.hu.shape[1]}x{volume.hu.shape[2]} pixels of "
@@ -74,7 +74,7 @@ def check_repeated(scans: RepeatedScans, layout: Layout) -> None:
     sigma = max(measure_noise(noise, layout.rois), 1e-3)
     body = object_mask(scans.hu.mean(axis=0))
     origin = np.array(scans.origin)
-    fractions = {}
+    fractions: dict[str, float] = {}
     for series in scans.series:
         mine = origin == series
         if mine.all():
@@ -83,7 +83,7 @@ def check_repeated(scans: RepeatedScans, layout: Layout) -> None:
             others = scans.hu[~mine].astype(np.float64)
             difference = (scans.hu[mine][:, body] - others.mean(axis=0)[body]) / np.sqrt(1.0 + 1.0 / len(others))
         fractions[series] = float((np.abs(difference) > OUTLIER_SIGMAS * sigma).mean())
-    worst = max(fractions, key=fractions.get)
+    worst = max(fractions, key=fractions.__getitem__)
     if fractions[worst] > MAX_OUTLIER_FRACTION:
         compared = "the other series' scans" if len(fractions) > 1 else "the mean of its scans"
         raise InputError(worst, f"its slices differ from {compared} by more than {OUTLIER_SIGMAS:g} times the noise ({sigma:.1f} HU) in "

@@ -21,8 +21,12 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pynetdicom import AE, evt
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
 
 log = logging.getLogger("ctdenoise.serve")
 
@@ -57,7 +61,7 @@ class _Tracked:
     """An established association: when it last received instance data, the data set bytes of the message
     being received, and why the guard aborted it (None while it has not)."""
 
-    assoc: object
+    assoc: Association
     last_data: float
     message_bytes: int = 0
     aborted_because: str | None = None

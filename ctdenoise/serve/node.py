@@ -64,7 +64,12 @@ class Node:
             self.scp.start()
             log.info("listening as %s on %s:%d; %d destination(s); spool %s", self.scp.config.ae_title,
                      self.scp.config.host, self.scp.port, len(self.destinations), self.spool.root)
-            watcher = threading.Thread(target=lambda: (stop.wait(), self.scp.stop()), name="ctdenoise-stop")
+
+            def stop_when_asked() -> None:
+                stop.wait()
+                self.scp.stop()
+
+            watcher = threading.Thread(target=stop_when_asked, name="ctdenoise-stop")
             watcher.start()
             if ready is not None:
                 ready(self.scp.port)

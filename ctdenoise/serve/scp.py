@@ -26,7 +26,11 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, Verification
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # pynetdicom makes these names at import
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ctdenoise.errors import CTDenoiseError, InputError

@@ -21,7 +21,7 @@ from typing import Protocol
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage
+from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage  # type: ignore[attr-defined]  # made at import
 
 from ctdenoise.errors import ConfigError
 from ctdenoise.io.atomic import fsync_dir

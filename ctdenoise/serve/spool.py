@@ -321,7 +321,8 @@ def spool_status(root: Path | str) -> dict:
     root = Path(root)
     if not (root / "series").is_dir():
         raise SpoolError(f"{root}: not a ctdenoise spool (no series/ folder)")
-    pending, failed = [], []
+    pending: list[dict] = []
+    failed: list[dict] = []
     for folder, into in ((root / "series", pending), (root / "failed", failed)):
         for entry in sorted(folder.iterdir()):
             try:

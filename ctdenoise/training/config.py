@@ -3,21 +3,18 @@
 Every section is a frozen dataclass. Loading is strict: an unknown key, a value of the wrong type or
 out of range raises :class:`~ctdenoise.errors.ConfigError` whose ``key`` is the dotted path of the
 offending entry (e.g. ``optim.lr``) and whose message names the YAML file. Defaults are the
-CLIPDenoising paper's CT recipe (design.md section 2), so ``configs/train_paper_ct.yaml`` only has to
+CLIPDenoising paper's CT recipe (Cheng et al., CVPR 2024; docs/training.md), so ``configs/train_paper_ct.yaml`` only has to
 name the data.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-
+from ctdenoise.config_files import build_dataclass, load_dataclass
 from ctdenoise.errors import ConfigError
 from ctdenoise.metrics import get_protocol
 from ctdenoise.model.config import ModelConfig
@@ -233,7 +230,7 @@ class TrainConfig:
     """A complete training run. See ``configs/train_paper_ct.yaml`` for the paper's recipe.
 
     ``architecture``: ``clipdenoiser`` (the paper's network, ``model`` and ``encoder_weights`` apply) or
-    ``redcnn``, the supervised RED-CNN baseline (:mod:`ctdenoise.evaluate.baselines.redcnn`) trained on the
+    ``redcnn``, the supervised RED-CNN baseline (:class:`ctdenoise.model.REDCNN`) trained on the
     same pairs by the same loop; ``model`` and ``encoder_weights`` do not apply to it.
     ``encoder_weights``: ``openai`` (CLIP weights found by :func:`ctdenoise.model.resolve_clip_weights`:
     user cache, else download), a path to a CLIP weight file, or ``random`` (the encoder keeps its
@@ -292,25 +289,14 @@ class TrainConfig:
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training YAML file; errors are ConfigError naming the key and the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read the config file: {exc}", source=path) from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("<file>", f"not valid YAML: {exc}", source=path) from exc
-    try:
-        return train_config_from_dict(raw if raw is not None else {})
-    except ConfigError as exc:
-        raise ConfigError(exc.key, exc.problem, source=path) from None
+    """Read and validate a training recipe (YAML, or TOML; :func:`ctdenoise.config_files.load_dataclass`);
+    errors are ConfigError naming the key and the file."""
+    return load_dataclass(TrainConfig, path, _BUILDERS)
 
 
 def train_config_from_dict(raw: Any) -> TrainConfig:
     """Build a :class:`TrainConfig` from nested dicts (as read from YAML), checking every key and type."""
-    return _build(TrainConfig, raw, prefix="")
+    return build_dataclass(TrainConfig, raw, _BUILDERS)
 
 
 def _plain(value: Any) -> Any:
@@ -321,66 +307,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from dict ``raw``; ConfigError keys are dotted paths from the top."""
-    section = prefix.rstrip(".") or "<top level>"
-    if not isinstance(raw, dict):
-        raise ConfigError(section, f"must be a mapping of settings, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{prefix}{key}", f"unknown setting; expected one of {', '.join(sorted(known))}")
-    missing = [
-        name for name, f in known.items()
-        if name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{prefix}{missing[0]}", "is required")
-    values = {key: _convert(hints[key], value, f"{prefix}{key}") for key, value in raw.items()}
-    try:
-        return cls(**values)
-    except ConfigError as exc:
-        key = exc.key if exc.key.startswith(prefix) else f"{prefix}{exc.key}"
-        raise ConfigError(key, exc.problem) from None
-
-
-def _convert(hint: Any, value: Any, key: str) -> Any:
-    """Check ``value`` against the type annotation ``hint`` and convert lists to tuples."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if hint is ModelConfig:
-            return _build_model_config(value, key)
-        return _build(hint, value, prefix=f"{key}.")
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, key)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(key, f"must be one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"must be a list, got {type(value).__name__} {value!r}")
-        if args[-1] is Ellipsis:
-            return tuple(_convert(args[0], v, key) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(key, f"must be a list of {len(args)} values, got {len(value)}")
-        return tuple(_convert(a, v, key) for a, v in zip(args, value))
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"must be a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if hint in (int, bool, str):
-        wrong_bool = isinstance(value, bool) and hint is not bool
-        if wrong_bool or not isinstance(value, hint):
-            raise ConfigError(key, f"must be {hint.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {hint!r} for {key}")  # a programming error, not a user error
-
-
 def _build_model_config(value: Any, key: str) -> ModelConfig:
     if not isinstance(value, dict):
         raise ConfigError(key, f"must be a mapping of settings, got {type(value).__name__}")
@@ -388,3 +314,6 @@ def _build_model_config(value: Any, key: str) -> ModelConfig:
         return ModelConfig.from_dict(value)
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc.key}", exc.problem) from None
+
+
+_BUILDERS = {ModelConfig: _build_model_config}

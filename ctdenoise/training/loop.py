@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 import ctdenoise
 from ctdenoise.errors import ConfigError, OutputError
-from ctdenoise.evaluate.baselines.redcnn import REDCNN
 from ctdenoise.model import (
+    REDCNN,
     CLIPDenoiser,
     count_parameters,
     encoder_weights_sha256,
@@ -71,11 +71,12 @@ RESUMABLE_CHANGES = ("validation", "checkpoint_every", "keep_checkpoints", "log_
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished run produced: the final model folder, the iteration reached, the last validation scores."""
+    """What a finished run produced: the final model folder, the iteration reached, the last validation scores
+    (``{level: {protocol: {metric: value}}}``, :func:`ctdenoise.training.validation.evaluate`)."""
 
     model_dir: Path
     iterations: int
-    validation: dict[str, dict[str, float]] | None
+    validation: dict[str, dict[str, dict[str, float]]] | None
 
 
 def train(config: TrainConfig, output_dir: Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
