@@ -40,7 +40,7 @@ import pydicom
 import torch
 
 from common import environment, write_json
-from ctdenoise.io import find_series, read_volume, write_derived_dicom
+from ctdenoise.io import DicomOutput, find_series, read_volume, write_derived_dicom
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.io.pool import available_cores
 from series import add_data_arguments, build_series, data_fields
@@ -60,9 +60,7 @@ def cpu_stopwatch(run) -> tuple[object, float, float]:
 
 
 def write(volume, folder: Path, workers: int, compression: str) -> list[Path]:
-    return write_derived_dicom(volume, volume.hu, folder, series_description_suffix="io floor",
-                               derivation_description="ctdenoise io floor benchmark", compression=compression,
-                               workers=workers)
+    return write_derived_dicom(volume, volume.hu, folder, DicomOutput("io floor", "ctdenoise io floor benchmark", compression=compression, workers=workers))
 
 
 def longest_stall(call, repeats: int) -> tuple[float, float]:

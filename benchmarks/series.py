@@ -30,9 +30,10 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from ctdenoise.examples import build_series_from_slice
+from ctdenoise.io.uids import new_uid
 from ctdenoise.io.volume import LPS_TO_RAS
 
 FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_training_data.py"
@@ -146,14 +147,14 @@ def write_ct_series(hu: np.ndarray, affine: np.ndarray, folder: Path, *, descrip
     col_axis, row_axis, slice_axis = (affine[:3, i] for i in range(3))
     col_mm, row_mm, slice_mm = (float(np.linalg.norm(v)) for v in (col_axis, row_axis, slice_axis))
     orientation = [*(col_axis / col_mm), *(row_axis / row_mm)]
-    study, series_uid, frame = generate_uid(), generate_uid(), generate_uid()
+    study, series_uid, frame = new_uid(), new_uid(), new_uid()
     today = datetime.date.today().strftime("%Y%m%d")
     folder.mkdir(parents=True)
     paths = []
     for k, plane in enumerate(stored.astype(np.int16)):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.MediaStorageSOPInstanceUID = new_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+
+from ctdenoise.io.uids import new_uid
 
 EXAMPLE_SOURCE = "CT_small.dcm"
 EXAMPLE_POSITIONS_MM = (0.0, 5.0, 10.0, 15.0)
@@ -41,7 +42,7 @@ def build_series_from_slice(
     template = pydicom.dcmread(source)
     folder = Path(dest)
     folder.mkdir(parents=True)
-    series_uid = generate_uid()
+    series_uid = new_uid()
     orientation = np.asarray(template.ImageOrientationPatient, dtype=float)
     normal = np.cross(orientation[:3], orientation[3:])
     origin = np.asarray(template.ImagePositionPatient, dtype=float)
@@ -50,7 +51,7 @@ def build_series_from_slice(
     for k, along in enumerate(positions_mm):
         ds = copy.deepcopy(template)
         ds.SeriesInstanceUID = series_uid
-        ds.SOPInstanceUID = generate_uid()
+        ds.SOPInstanceUID = new_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.ImagePositionPatient = [f"{v:.4f}" for v in origin + normal * float(along)]
         if "SliceLocation" in template:  # it follows the position: the source's value moved the same distance

@@ -1,5 +1,5 @@
 """``ctdenoise denoise`` gives a derived series the same UIDs every time it derives it with the same model and
-settings (the node's rule, ctdenoise.jobs.derived_uids), so a re-run sent to a PACS replaces the first copy
+settings (the node's rule, ctdenoise.io.uids), so a re-run sent to a PACS replaces the first copy
 instead of showing up as a second series; its SeriesNumber reads as the source's number followed by three digits."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from conftest import real_test_file
 from ctdenoise.cli import main
 from ctdenoise.errors import OutputError
-from ctdenoise.io import read_volume, write_derived_dicom
+from ctdenoise.io import DicomOutput, read_volume, write_derived_dicom
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 
 LOSSLESS = [name for name in COMPRESSION_SYNTAXES if name != "none"]
@@ -25,8 +25,7 @@ DCIODVFY = shutil.which("dciodvfy")
 
 
 def _write(volume, hu, out: Path, compression: str) -> list[Path]:
-    return write_derived_dicom(volume, hu, out, series_description_suffix="ctdenoise test",
-                               derivation_description="compression test", compression=compression)
+    return write_derived_dicom(volume, hu, out, DicomOutput("ctdenoise test", "compression test", compression=compression))
 
 
 def _hu_with_negative_stored_values(volume) -> np.ndarray:

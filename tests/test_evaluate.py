@@ -21,12 +21,12 @@ from scipy.ndimage import gaussian_filter
 
 from ctdenoise.cli import main
 from ctdenoise.errors import InputError, UnpairedSlicesError
-from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
 from ctdenoise.evaluate.methods import classical_method
 from ctdenoise.evaluate.pairing import mayo_cases, pair_case, simulated_cases
 from ctdenoise.evaluate.report import summarise
 from ctdenoise.examples import build_series_from_slice
-from ctdenoise.io import read_volume, write_volume
+from ctdenoise.io import DicomOutput, read_volume, write_volume
+from ctdenoise.model import REDCNN, load_checkpoint, read_checkpoint_config, save_checkpoint
 from ctdenoise.simulate import simulate_low_dose
 
 POSITIONS_MM = (0.0, 1.0, 2.0, 3.0)
@@ -42,8 +42,7 @@ def _patient(root: Path, source: Path, patient: str, seed: int) -> None:
     volume = read_volume(full)
     low = simulate_low_dose(volume.hu, volume.spacing[1:], dose_fraction=0.25, i0=LOW_I0, seed=seed)
     quarter = root / patient / "quarter_1mm"
-    files = write_volume(volume, low, quarter, format="dicom", series_description_suffix="QD",
-                         derivation_description="simulated quarter dose (test data)")
+    files = write_volume(volume, low, quarter, format="dicom", dicom=DicomOutput("QD", "simulated quarter dose (test data)"))
     for rank, path in enumerate(sorted(files, reverse=True)):
         path.rename(quarter / f"{patient}_QD_{rank:04d}.IMA")
 
@@ -63,7 +62,7 @@ def mayo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def redcnn_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    return save_redcnn(REDCNN(), tmp_path_factory.mktemp("redcnn"))
+    return save_checkpoint(REDCNN(), tmp_path_factory.mktemp("redcnn"))
 
 
 def test_mayo_cases_default_to_the_l506_test_split(mayo_root):
@@ -119,12 +118,13 @@ def test_summary_statistics_are_mean_and_sample_std_per_group():
 
 
 def test_redcnn_keeps_the_image_size_and_round_trips_its_checkpoint(redcnn_checkpoint):
-    model, config = load_redcnn(redcnn_checkpoint)
-    assert config["architecture"] == {"name": "redcnn", "filters": 96, "kernel_size": 5}
+    model, config = load_checkpoint(redcnn_checkpoint), read_checkpoint_config(redcnn_checkpoint)
+    assert isinstance(model, REDCNN) and not model.training
+    assert config["architecture"] == {"name": "redcnn", "filters": 96, "kernel_size": 5} and "encoder" not in config
     assert sum(p.numel() for p in model.parameters()) == 1_848_865
     x = torch.rand(2, 1, 40, 56)
     assert model(x).shape == x.shape
-    assert torch.equal(model(x), load_redcnn(redcnn_checkpoint)[0](x))
+    assert torch.equal(model(x), load_checkpoint(redcnn_checkpoint)(x))
 
 
 def test_a_modified_redcnn_checkpoint_is_refused(redcnn_checkpoint, tmp_path):
@@ -137,7 +137,7 @@ def test_a_modified_redcnn_checkpoint_is_refused(redcnn_checkpoint, tmp_path):
     data[-1] ^= 1
     (copy / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
-        load_redcnn(copy)
+        load_checkpoint(copy)
 
 
 def test_evaluate_on_a_mayo_tree_writes_metrics_summary_and_figures(mayo_root, tiny_checkpoint, redcnn_checkpoint, tmp_path):

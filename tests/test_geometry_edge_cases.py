@@ -14,8 +14,9 @@ import SimpleITK as sitk
 
 from ctdenoise.errors import OutputError
 from ctdenoise.examples import write_example_series
-from ctdenoise.io import read_volume, write_derived_dicom, write_volume
-from ctdenoise.io.dicom_write import INSTANCE_CREATOR_UID, derived_series_number
+from ctdenoise.io import DicomOutput, read_volume, write_derived_dicom, write_volume
+from ctdenoise.io.derived_header import derived_series_number
+from ctdenoise.io.uids import INSTANCE_CREATOR_UID
 from ctdenoise.io.volume import LPS_TO_RAS
 
 TILT_DEGREES = 20.0
@@ -134,8 +135,7 @@ def test_written_series_number_is_valid_for_a_huge_source_number(build_series, t
     volume = read_volume(folder)
     numbers = []
     for k, strength in enumerate(("0.5", "1")):
-        paths = write_derived_dicom(volume, volume.hu, tmp_path / f"d{k}", series_description_suffix="x",
-                                    derivation_description=f"test, strength {strength}")
+        paths = write_derived_dicom(volume, volume.hu, tmp_path / f"d{k}", DicomOutput("x", f"test, strength {strength}"))
         numbers.append(int(pydicom.dcmread(paths[0]).SeriesNumber))
     assert all(n <= 2147483647 for n in numbers) and numbers[0] != numbers[1]
 
@@ -160,8 +160,7 @@ def test_derived_dates_and_creator_say_when_and_by_whom_the_derived_object_was_m
         ds.save_as(path)
     volume = read_volume(folder)
     before = datetime.now(timezone(-timedelta(hours=5))).replace(tzinfo=None, microsecond=0)
-    paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", series_description_suffix="x",
-                                derivation_description="dates")
+    paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", DicomOutput("x", "dates"))
     after = datetime.now(timezone(-timedelta(hours=5))).replace(tzinfo=None) + timedelta(seconds=1)
     derived = [pydicom.dcmread(p) for p in paths]
     for ds in derived:
@@ -187,8 +186,7 @@ def test_lossy_source_keeps_its_lossy_compression_history(build_series, tmp_path
         ds.DerivationCodeSequence = [item]
         ds.save_as(path)
     volume = read_volume(folder)
-    paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", series_description_suffix="x",
-                                derivation_description="ctdenoise test, strength 1")
+    paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", DicomOutput("x", "ctdenoise test, strength 1"))
     ds = pydicom.dcmread(paths[0])
     assert ds.LossyImageCompression == "01"
     assert float(ds.LossyImageCompressionRatio) == 8.5 and ds.LossyImageCompressionMethod == "ISO_10918_1"
@@ -201,8 +199,7 @@ def test_source_in_a_lossy_syntax_without_a_record_gets_one(build_series, tmp_pa
     for ds in volume.dicom_datasets:  # as if the files had been read from JPEG baseline
         ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
     volume.dicom_datasets[1].LossyImageCompressionMethod = "ISO_15444_1"  # an earlier, other method: kept first
-    paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", series_description_suffix="x",
-                                derivation_description="y")
+    paths = write_derived_dicom(volume, volume.hu, tmp_path / "d", DicomOutput("x", "y"))
     ds = pydicom.dcmread(paths[0])
     assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == "ISO_10918_1"
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian

@@ -31,7 +31,7 @@ from pydicom.uid import JPEG2000Lossless
 
 from ctdenoise.cli import EXIT_OK, EXIT_PARTIAL, main
 from ctdenoise.errors import MAX_PROBLEM_CHARS, InputError, NotDicomError, OutputError, PixelDataError
-from ctdenoise.io import read_volume, write_derived_dicom, write_volume
+from ctdenoise.io import DicomOutput, read_volume, write_derived_dicom, write_volume
 from ctdenoise.io.pool import map_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -194,8 +194,7 @@ def test_multi_valued_person_names_read_and_write_with_worker_processes(build_se
     serial, parallel = read_volume(series, workers=1), read_volume(series, workers=2)
     assert np.array_equal(serial.hu, parallel.hu)
     assert [str(v) for v in parallel.dicom_datasets[0].OperatorsName] == ["SMITH^JOHN", "DOE^ANNA"]
-    written = write_derived_dicom(parallel, parallel.hu, tmp_path / "out", series_description_suffix="t",
-                                  derivation_description="t", workers=2)
+    written = write_derived_dicom(parallel, parallel.hu, tmp_path / "out", DicomOutput("t", "t", workers=2))
     again = pydicom.dcmread(written[0])
     assert [str(v) for v in again.OperatorsName] == ["SMITH^JOHN", "DOE^ANNA"]
     assert [str(v) for v in again.PerformedProtocolCodeSequence[0].PerformingPhysicianName] == ["ROE^RICHARD",
@@ -282,8 +281,7 @@ def test_unevenly_spaced_slices_are_refused_for_single_step_formats_and_kept_in_
         assert "not evenly spaced" in problem and "2.500 mm between slices 1 and 2" in problem
         assert "6.500 mm between slices 2 and 3" in problem and "slice 2 would lie 2.000 mm" in problem
     assert not list(tmp_path.glob("uneven_*")) and not list(tmp_path.glob(".uneven*"))
-    written = write_volume(volume, volume.hu, tmp_path / "dicom", format="dicom", series_description_suffix="t",
-                           derivation_description="t")
+    written = write_volume(volume, volume.hu, tmp_path / "dicom", format="dicom", dicom=DicomOutput("t", "t"))
     positions = sorted(float(pydicom.dcmread(p).ImagePositionPatient[2]) for p in written)
     sources = sorted(float(pydicom.dcmread(p).ImagePositionPatient[2]) for p in series.iterdir())
     assert positions == sources

@@ -23,12 +23,12 @@ from ctdenoise.errors import (
     SliceGeometryError,
     UnsupportedTransferSyntaxError,
 )
-from ctdenoise.io import PADDING_HU, find_series, read_volume, write_derived_dicom
+from ctdenoise.io import PADDING_HU, DicomOutput, find_series, read_volume, write_derived_dicom
 
 
-def _derive(volume, hu, out: Path, **kwargs):
-    return write_derived_dicom(volume, hu, out, series_description_suffix="[ctdenoise test]",
-                               derivation_description="denoised by a test", **kwargs)
+def _derive(volume, hu, out: Path, series_number: int | None = None, overwrite: bool = False):
+    output = DicomOutput("[ctdenoise test]", "denoised by a test", series_number=series_number)
+    return write_derived_dicom(volume, hu, out, output, overwrite=overwrite)
 
 
 def test_slices_are_sorted_by_position_not_instance_number(build_series):

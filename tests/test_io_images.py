@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ctdenoise.errors import OutputError
-from ctdenoise.io import Volume, atomic_write_dir, read_volume, write_image, write_volume
+from ctdenoise.io import DicomOutput, Volume, atomic_write_dir, read_volume, write_image, write_volume
 
 
 def _oblique_volume() -> Volume:
@@ -68,8 +68,7 @@ def test_write_volume_same_format(tmp_path, ct_small):
     [path] = write_volume(volume, volume.hu, tmp_path / "result")
     assert path.name == "result.nii.gz"
     dicom = read_volume(ct_small)
-    paths = write_volume(dicom, dicom.hu, tmp_path / "series", series_description_suffix="x",
-                         derivation_description="y")
+    paths = write_volume(dicom, dicom.hu, tmp_path / "series", dicom=DicomOutput("x", "y"))
     assert [p.parent.name for p in paths] == ["series"]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import real_ct_files
 from ctdenoise.errors import PixelDataError, SliceGeometryError
-from ctdenoise.io import read_volume, write_derived_dicom
+from ctdenoise.io import DicomOutput, read_volume, write_derived_dicom
 
 CT_FILES = real_ct_files()
 
@@ -96,8 +96,7 @@ def _dciodvfy_errors(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", READABLE, ids=_ids(READABLE))
 def test_derived_file_has_no_dciodvfy_error_its_source_lacks(path: Path, tmp_path: Path):
     volume = read_volume(path)
-    derived = write_derived_dicom(volume, volume.hu, tmp_path / "derived", series_description_suffix="ctdenoise",
-                                  derivation_description="dciodvfy check")
+    derived = write_derived_dicom(volume, volume.hu, tmp_path / "derived", DicomOutput("ctdenoise", "dciodvfy check"))
     source_errors = _dciodvfy_errors(path)
     new_errors = _dciodvfy_errors(derived[0]) - source_errors
     # Justified exception: a source whose own SOPInstanceUID is invalid (bad_sequence.dcm uses a hex

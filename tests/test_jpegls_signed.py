@@ -18,7 +18,7 @@ from pydicom.encaps import generate_frames
 
 from conftest import real_test_file
 from ctdenoise.examples import build_series_from_slice
-from ctdenoise.io import read_volume, write_derived_dicom
+from ctdenoise.io import DicomOutput, read_volume, write_derived_dicom
 from orthanc import Orthanc, orthanc_available
 
 
@@ -35,8 +35,7 @@ def write_signed_12_bit(tmp_path: Path, slices: int) -> dict[str, list[Path]]:
     volume = read_volume(folder)
     hu = volume.hu.copy()
     hu[:, :32, :32] = -1000.0  # air: negative stored values
-    return {name: write_derived_dicom(volume, hu, tmp_path / name, series_description_suffix="t",
-                                      derivation_description="t", compression=name) for name in ("none", "jpeg-ls")}
+    return {name: write_derived_dicom(volume, hu, tmp_path / name, DicomOutput("t", "t", compression=name)) for name in ("none", "jpeg-ls")}
 
 
 def test_signed_12_bit_ct_is_jpeg_ls_encoded_so_raw_samples_read_as_int16_are_right(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from ctdenoise.errors import PixelDataError
-from ctdenoise.io import dicom_write, read_volume, write_derived_dicom
+from ctdenoise.io import DicomOutput, dicom_write, read_volume, write_derived_dicom
 from ctdenoise.io.pool import available_cores, map_files, resolve_workers
 from ctdenoise.io.read_warnings import collect_warnings, route_warnings
 
@@ -87,9 +87,7 @@ def test_parallel_write_gives_byte_identical_files(series, tmp_path, monkeypatch
     hu = volume.hu + np.float32(5.0)
     outputs = {}
     for workers in (1, 2):
-        outputs[workers] = write_derived_dicom(
-            volume, hu, tmp_path / f"out{workers}", series_description_suffix="test", derivation_description="test",
-            derived_uid=derived_uid, compression=compression, workers=workers)
+        outputs[workers] = write_derived_dicom(volume, hu, tmp_path / f"out{workers}", DicomOutput("test", "test", derived_uid=derived_uid, compression=compression, workers=workers))
     assert [p.name for p in outputs[1]] == [p.name for p in outputs[2]]
     for one, two in zip(outputs[1], outputs[2]):
         assert one.read_bytes() == two.read_bytes(), one.name
@@ -98,8 +96,7 @@ def test_parallel_write_gives_byte_identical_files(series, tmp_path, monkeypatch
 
 def test_parallel_read_of_a_compressed_series_gives_the_serial_volume(series, tmp_path):
     volume = read_volume(series, workers=1)
-    written = write_derived_dicom(volume, volume.hu, tmp_path / "rle", series_description_suffix="test",
-                                  derivation_description="test", compression="rle", workers=1)
+    written = write_derived_dicom(volume, volume.hu, tmp_path / "rle", DicomOutput("test", "test", compression="rle", workers=1))
     assert np.array_equal(read_volume(written[0].parent, workers=1).hu, read_volume(written[0].parent, workers=2).hu)
 
 
@@ -119,8 +116,7 @@ def test_write_hands_each_slice_on_as_soon_as_it_is_ready(series, tmp_path, work
             streamed.append(bool(list(tmp_path.glob(f".out.partial-*/IM{k:05d}.dcm"))))
         hu[k] = volume.hu[k]  # computed only now: a slice read before this would be NaN
 
-    written = write_derived_dicom(volume, hu, tmp_path / "out", series_description_suffix="t",
-                                  derivation_description="t", slice_ready=slice_ready, workers=workers)
+    written = write_derived_dicom(volume, hu, tmp_path / "out", DicomOutput("t", "t", workers=workers), slice_ready=slice_ready)
     assert asked == list(range(SLICES)) and all(streamed) and len(streamed) == SLICES - 1
     assert np.array_equal(read_volume(written[0].parent, workers=1).hu, volume.hu)
 

@@ -24,8 +24,9 @@ from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImage
 
 from conftest import real_test_file
 from ctdenoise.cli import main
-from ctdenoise.inference import InferenceSettings
-from ctdenoise.jobs.derived_uids import derivation_key, derived_uid_for
+from ctdenoise.runtime.settings import InferenceSettings
+from ctdenoise.jobs.series import derived_uid_rule
+from ctdenoise.runtime.prepare import prepare
 from ctdenoise.serve.derive import SeriesDenoiser
 from ctdenoise.serve.node import Node, RetryPolicy
 from ctdenoise.serve.scp import DATASET_MISMATCH, ScpConfig, StorageSCP
@@ -84,7 +85,7 @@ def running_node(spool_dir: Path, model, destinations, series_timeout: float = 0
                  **scp_options) -> Iterator[int]:
     """A node in a background thread, with the in-memory ``model`` labelled ``label``; yields its port."""
     spool = Spool(spool_dir)
-    denoiser = SeriesDenoiser(model, label, SETTINGS)
+    denoiser = SeriesDenoiser(prepare(model, SETTINGS, label=label))
     node = Node(spool, StorageSCP(spool, ScpConfig(port=0, **scp_options)), denoiser, destinations,
                 series_timeout=series_timeout, retry=RetryPolicy(0.3, 1.0), poll=0.1)
     stop, ports, errors = threading.Event(), queue.Queue(), []
@@ -127,7 +128,7 @@ def test_series_received_over_dicom_is_delivered_to_a_folder_as_derived_series(s
 
     derived = [pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm"))]
     assert len(derived) == 3
-    derived_uid = derived_uid_for(derivation_key(LABEL, SETTINGS))
+    derived_uid = derived_uid_rule(LABEL, SETTINGS)
     by_source = {ds.SourceImageSequence[0].ReferencedSOPInstanceUID: ds for ds in derived}
     assert set(by_source) == {s.SOPInstanceUID for s in sources}
     for source in sources:
@@ -147,7 +148,7 @@ def test_series_received_over_dicom_is_delivered_to_a_folder_as_derived_series(s
 
 
 #: What differs between two derivations of the same series: the moment of derivation (the derived UIDs are
-#: computed by the same rule, ctdenoise.jobs.derived_uids).
+#: computed by the same rule, ctdenoise.io.uids).
 PER_DERIVATION = {"InstanceCreationDate", "InstanceCreationTime", "SeriesDate", "SeriesTime", "ContentDate",
                   "ContentTime"}
 
@@ -195,7 +196,7 @@ def test_an_enhanced_ct_instance_is_received_and_derived_as_one_multiframe_file(
         wait_for(lambda: done_records(spool_dir), what="the Enhanced CT series to be delivered")
     [derived] = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
     assert derived.SOPClassUID == EnhancedCTImageStorage and int(derived.NumberOfFrames) == 2
-    assert derived.SOPInstanceUID == derived_uid_for(derivation_key(LABEL, SETTINGS))(source.SOPInstanceUID)
+    assert derived.SOPInstanceUID == derived_uid_rule(LABEL, SETTINGS)(source.SOPInstanceUID)
     assert derived.StudyInstanceUID == source.StudyInstanceUID
 
 
@@ -257,16 +258,16 @@ def test_aborted_association_duplicates_and_a_late_instance_give_one_derived_ser
 
 def test_derived_uids_are_the_same_when_a_series_is_redone_and_differ_per_model(series, tiny_model, tmp_path):
     def derive(label: str, out: Path) -> list[tuple[str, str]]:
-        SeriesDenoiser(tiny_model, label, SETTINGS)(series[0].parent, out)
+        SeriesDenoiser(prepare(tiny_model, SETTINGS, label=label))(series[0].parent, out)
         return sorted((ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in map(pydicom.dcmread, out.rglob("*.dcm")))
 
     first = derive(LABEL, tmp_path / "first")
     assert derive(LABEL, tmp_path / "again") == first
     sources = [pydicom.dcmread(p) for p in series]
     source_uids = [sources[0].SeriesInstanceUID] + [ds.SOPInstanceUID for ds in sources]
-    other = {derived_uid_for(derivation_key("other@0123456789ab", SETTINGS))(uid) for uid in source_uids}
-    fp16 = {derived_uid_for(derivation_key(LABEL, InferenceSettings(precision="fp16")))(uid) for uid in source_uids}
-    half = {derived_uid_for(derivation_key(LABEL, InferenceSettings(strength=0.5)))(uid) for uid in source_uids}
+    other = {derived_uid_rule("other@0123456789ab", SETTINGS)(uid) for uid in source_uids}
+    fp16 = {derived_uid_rule(LABEL, InferenceSettings(precision="fp16"))(uid) for uid in source_uids}
+    half = {derived_uid_rule(LABEL, InferenceSettings(strength=0.5))(uid) for uid in source_uids}
     ours = {uid for pair in first for uid in pair}
     assert len(first) == 3 and all(len(uids) == 4 for uids in (ours, other, fp16, half))
     assert not ours & other and not ours & fp16 and not ours & half

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
-from ctdenoise.io import read_volume, write_volume
+from ctdenoise.io import DicomOutput, read_volume, write_volume
 from ctdenoise.recon_kernels import BOWTIE_NAMES, KERNELS
 from ctdenoise.simulate import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_I0, DEFAULT_N_VIEWS, simulate_low_dose
 
@@ -58,17 +58,12 @@ def run(args: argparse.Namespace) -> int:
         slices_averaged=args.slices_averaged,
         seed=args.seed,
     )
-    written = write_volume(
-        volume,
-        low_dose,
-        args.output,
-        format=args.output_format,
-        series_description_suffix=f"simulated dose {args.dose:g}",
-        derivation_description=(
-            f"ctdenoise simulated low dose: k={args.dose:g}, I0={args.i0:g}, electronic noise var="
-            f"{args.electronic_noise_var:g}, {args.views} views, {args.kernel} kernel, bowtie {args.bowtie}, "
-            f"{args.slices_averaged} slice(s) averaged, seed {args.seed}"
-        ),
+    description = (
+        f"ctdenoise simulated low dose: k={args.dose:g}, I0={args.i0:g}, electronic noise var="
+        f"{args.electronic_noise_var:g}, {args.views} views, {args.kernel} kernel, bowtie {args.bowtie}, "
+        f"{args.slices_averaged} slice(s) averaged, seed {args.seed}"
     )
+    written = write_volume(volume, low_dose, args.output, format=args.output_format,
+                           dicom=DicomOutput(f"simulated dose {args.dose:g}", description))
     print(f"wrote {len(written)} file(s) to {args.output}")
     return EXIT_OK

@@ -5,7 +5,7 @@ Everything returns or takes a :class:`Volume` (float32 HU, shape (slices, rows, 
 
 from ctdenoise.io.atomic import atomic_write_dir
 from ctdenoise.io.dicom_pixels import PADDING_HU
-from ctdenoise.io.dicom_write import write_derived_dicom
+from ctdenoise.io.dicom_write import DicomOutput, write_derived_dicom
 from ctdenoise.io.discover import SeriesRef, find_series
 from ctdenoise.io.read import DEFAULT_MAX_VOXELS, read_volume
 from ctdenoise.io.volume import Volume
@@ -13,6 +13,7 @@ from ctdenoise.io.write import write_image, write_volume
 
 __all__ = [
     "DEFAULT_MAX_VOXELS",
+    "DicomOutput",
     "PADDING_HU",
     "SeriesRef",
     "Volume",

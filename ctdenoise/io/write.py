@@ -9,7 +9,7 @@ import numpy as np
 
 from ctdenoise.errors import OutputError
 from ctdenoise.io.atomic import atomic_write_files, refuse_inputs
-from ctdenoise.io.dicom_write import write_derived_dicom
+from ctdenoise.io.dicom_write import DicomOutput, write_derived_dicom
 from ctdenoise.io.image_files import (
     check_even_slices,
     check_nifti_geometry,
@@ -62,11 +62,12 @@ def write_volume(
     *,
     format: str = "same",
     slice_ready: Callable[[int], None] | None = None,
-    **dicom_kwargs,
+    dicom: DicomOutput | None = None,
 ) -> list[Path]:
     """Write ``hu`` as a derived DICOM series (``out`` is a folder) or an image file (``out`` is a file).
 
-    ``format``: "dicom" (needs a DICOM source; ``dicom_kwargs`` go to :func:`write_derived_dicom`),
+    ``format``: "dicom" (needs a DICOM source and ``dicom``, how the derived series is written: see
+    :class:`~ctdenoise.io.dicom_write.DicomOutput`; :func:`write_derived_dicom`),
     "nifti", "nrrd" or "mha" (``out`` gets ".nii.gz", ".nrrd" or ".mha" unless it already has that
     format's extension), or "same" (DICOM for DICOM sources, else the source's file format, adding the
     source's extension to ``out`` if it has none).
@@ -78,7 +79,9 @@ def write_volume(
         raise OutputError(out, f"unknown output format {format!r}; use one of {WRITE_FORMATS}")
     is_dicom = volume.source_format in ("dicom", "dicom-enhanced")
     if format == "dicom" or (format == "same" and is_dicom):
-        return write_derived_dicom(volume, hu, out, slice_ready=slice_ready, **dicom_kwargs)
+        if dicom is None:
+            raise TypeError(f"{out}: writing a derived DICOM series needs dicom=DicomOutput(...) (its description texts)")
+        return write_derived_dicom(volume, hu, out, dicom, slice_ready=slice_ready)
     if format in _FILE_FORMAT_SUFFIXES:
         suffix = _FILE_FORMAT_SUFFIXES[format]
         has_suffix = image_kind(out) == "nifti" if format == "nifti" else image_suffix(out) == suffix

@@ -6,7 +6,7 @@ The modules read in the order of the flow, each importing only those before it:
 * :mod:`~ctdenoise.jobs.resume` (with :mod:`~ctdenoise.jobs.manifest`): what an earlier run left, skip or redo;
 * :mod:`~ctdenoise.jobs.series`: denoise one series: read, denoise while writing
   (:mod:`~ctdenoise.jobs.overlap`), publish atomically, with derived UIDs computed from the source and
-  the derivation (:mod:`~ctdenoise.jobs.derived_uids`); shared by every kind of run;
+  the derivation (:mod:`ctdenoise.io.uids`); shared by every kind of run;
 * :mod:`~ctdenoise.jobs.options`: what a run is asked to do (format, compression, resume rules, callbacks),
   one object shared by the runner and the runs;
 * :mod:`~ctdenoise.jobs.runner`: a list of jobs into one output folder (:mod:`~ctdenoise.jobs.outdir`),

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdenoise.inference import InferenceSettings, prepare_for_settings, resolve_strength
-from ctdenoise.io import SeriesRef, Volume, atomic_write_dir, read_volume, write_volume
-from ctdenoise.jobs.derived_uids import derivation_key, derived_uid_for
+from ctdenoise.inference import InferenceSettings, prepare_for_settings, resolve_backend, resolve_strength
+from ctdenoise.io import DicomOutput, SeriesRef, Volume, atomic_write_dir, read_volume, write_volume
+from ctdenoise.io.uids import derivation_key, derived_uid_for
 from ctdenoise.jobs.overlap import denoise_while_writing
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import derived_series_texts
@@ -32,7 +32,7 @@ class Derivation:
     ``label`` for the provenance texts (:func:`ctdenoise.registry.derived_series_texts`), the
     ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression``, ``derived_uid``:
     a function from a source UID to its derived UID, or None for the rule of
-    :mod:`ctdenoise.jobs.derived_uids` (the same source, model and pixel-changing settings give the same
+    :mod:`ctdenoise.io.uids` (the same source, model and pixel-changing settings give the same
     UIDs, with a strength table's strength resolved per series), ``write_unchanged``: also write a series
     for which a strength table chose strength 0 (an unchanged copy; by default nothing is written for it),
     and ``io_workers``: the processes that decode and encode a DICOM series' files
@@ -99,7 +99,7 @@ def denoise_series(
     replaced only with ``overwrite``). DICOM output is the derived series' files in ``target``; an image
     file is ``target/<target name>.<ext>``. A strength table (strength "auto") is resolved for this series
     from its estimated noise (:func:`ctdenoise.inference.resolve_strength`), and the number is what the
-    provenance texts and the derived UIDs (:mod:`ctdenoise.jobs.derived_uids`) record; when the table
+    provenance texts and the derived UIDs (:mod:`ctdenoise.io.uids`) record; when the table
     chooses 0, nothing is written unless the derivation's ``write_unchanged`` says so (the result says
     ``left_unchanged``). Any error (reading, computing, writing) leaves ``target`` as it was and is raised;
     ``progress(slices)`` is called after each batch of slices and may raise to stop."""
@@ -115,9 +115,9 @@ def denoise_series(
         suffix, description = derived_series_texts(derivation.model, derivation.label, settings.strength)
         is_dicom_output = derivation.output_format == "dicom" or (
             derivation.output_format == "same" and bool(volume.dicom_datasets))
-        derived_uid = derivation.derived_uid or derived_uid_for(derivation_key(derivation.label, settings))
-        dicom_only = {"compression": derivation.compression, "derived_uid": derived_uid,
-                      "workers": derivation.io_workers}
+        derived_uid = derivation.derived_uid or derived_uid_rule(derivation.label, settings)
+        dicom = DicomOutput(suffix, description, derived_uid=derived_uid, compression=derivation.compression,
+                            workers=derivation.io_workers)
         noise_after: list[float | None] = []
 
         def write(hu: np.ndarray, slice_ready: Callable[[int], None]) -> list[Path]:
@@ -127,9 +127,7 @@ def denoise_series(
                 staging if is_dicom_output else staging / target.name,
                 format=derivation.output_format,
                 slice_ready=slice_ready,
-                series_description_suffix=suffix,
-                derivation_description=description,
-                **(dicom_only if is_dicom_output else {}),
+                dicom=dicom,
             )
             noise_after.append(estimate_noise_hu(hu))  # every slice is final once write_volume returned
             return written
@@ -142,6 +140,14 @@ def denoise_series(
         noise_hu_before=_rounded(noise_before),
         noise_hu_after=_rounded(noise_after[0]),
     )
+
+
+def derived_uid_rule(model_label: str, settings: InferenceSettings) -> Callable[[str], str]:
+    """The derived UID of each source UID when ``model_label`` runs with ``settings`` (a number as strength):
+    :func:`ctdenoise.io.uids.derived_uid_for` of the derivation's key, the backend resolved
+    (:func:`ctdenoise.io.uids.derivation_key`)."""
+    return derived_uid_for(derivation_key(model_label, strength=settings.strength, precision=settings.precision,
+                                          backend=resolve_backend(settings)))
 
 
 def _rounded(noise_hu: float | None) -> float | None:
