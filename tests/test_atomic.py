@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ctdenoise.io import atomic_write_dir
-from ctdenoise.io.atomic import atomic_write_file
+from ctdenoise.errors import OutputError
+from ctdenoise.io.atomic import atomic_write_file, refuse_inputs
 from ctdenoise.jobs.outdir import write_text_atomic
 from ctdenoise.strength_table import write_strength_table
 
@@ -64,3 +65,26 @@ def test_saved_and_exported_model_files_are_readable_by_the_group(tiny_checkpoin
     write_strength_table(tmp_path / "shipped", [(5.0, 0.0), (40.0, 1.0)], fitted_on={"data": "test"}, command="test")
     for name in ("model.safetensors", "config.json", "strength.json"):
         assert _mode(tmp_path / "shipped" / name) == 0o640, name
+
+
+def test_an_output_may_lie_inside_an_input_folder_but_not_hold_or_be_an_input(tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "series").mkdir(parents=True)
+    refuse_inputs(inputs / "derived", [inputs])  # a derived series beside its source
+    with pytest.raises(OutputError, match="refusing to write over the input"):
+        refuse_inputs(tmp_path, [inputs / "series"])  # publishing tmp_path would replace the input
+    with pytest.raises(OutputError, match="refusing to write over the input"):
+        refuse_inputs(inputs / "series" / ".." / "series", [inputs / "series"])
+    (inputs / "scan.nii").write_bytes(b"x")
+    os.link(inputs / "scan.nii", tmp_path / "linked.nii")
+    with pytest.raises(OutputError, match="same file"):
+        refuse_inputs(tmp_path / "linked.nii", [inputs / "scan.nii"])
+
+
+def test_a_run_folder_may_hold_an_input_but_not_lie_inside_or_be_one(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    refuse_inputs(tmp_path, [inputs], run_folder=True)  # `ctdenoise denoise in -o .`: each output is checked
+    for outdir in (inputs / "out", inputs):
+        with pytest.raises(OutputError, match="lies inside the input"):
+            refuse_inputs(outdir, [inputs], run_folder=True)

@@ -36,12 +36,20 @@ def _is_non_empty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def refuse_inputs(target: Path, inputs: Iterable[Path]) -> None:
-    """Raise OutputError if ``target`` is an input file, or a folder holding an input (it would be replaced)."""
+def refuse_inputs(target: Path, inputs: Iterable[Path], *, run_folder: bool = False) -> None:
+    """The one rule that outputs never overwrite inputs: OutputError, before anything is written, when
+    ``target`` is one of ``inputs`` (the same path after links are resolved, or the same file) or
+
+    * an output (a file, or a series folder that publishing replaces; the default) holds an input;
+    * a ``run_folder`` (a run's OUTDIR, which holds the outputs of many inputs) lies inside an input, where
+      its outputs would be read back as inputs. An OUTDIR may hold inputs: each output in it is checked.
+    """
     resolved = target.resolve()
-    for source in inputs:
-        source = Path(source).resolve()
-        if source == resolved or resolved in source.parents:
+    for given in inputs:
+        source = Path(given).resolve()
+        if run_folder and (source == resolved or source in resolved.parents):
+            raise OutputError(target, f"the output folder lies inside the input {given}; choose an OUTDIR outside the inputs")
+        if source == resolved or (not run_folder and resolved in source.parents):
             raise OutputError(target, f"refusing to write over the input {source}")
         if target.exists() and source.exists() and os.path.samefile(source, target):
             raise OutputError(target, f"refusing to write over the input {source} (same file)")

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import torch
 
+from ctdenoise.io.atomic import refuse_inputs
 from ctdenoise.io.discover import count_slices
 from ctdenoise.io.read_warnings import route_warnings
 from ctdenoise.jobs.interrupt import StopRequested, stop_name
 from ctdenoise.jobs.options import BatchOptions
-from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remove_stale_partials, write_text_atomic
+from ctdenoise.jobs.outdir import output_lock, remove_stale_partials, write_text_atomic
 from ctdenoise.jobs.plan import (
     BatchJob,
     check_inputs_exist,
@@ -90,7 +91,7 @@ def run_batch(
     out_dir = Path(out_dir)
     inputs = [Path(p) for p in inputs]
     check_inputs_exist(inputs)
-    check_output_outside_inputs(out_dir, inputs)
+    refuse_inputs(out_dir, inputs, run_folder=True)
     with ExitStack() as workspace, route_warnings():
         try:
             with options.stop_immediately():

@@ -2,7 +2,8 @@
 
 Two runs on the same OUTDIR cannot interleave: :func:`output_lock` refuses the second while the first
 holds the lock. Staging folders left by a killed run are removed (:func:`remove_stale_partials`) only
-while holding it. An OUTDIR that is an input or lies inside one is refused before anything is written.
+while holding it. An OUTDIR that is an input or lies inside one is refused before anything is written
+(:func:`ctdenoise.io.atomic.refuse_inputs`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
@@ -88,15 +89,6 @@ def write_text_atomic(path: Path, text: str) -> None:
         atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except OSError as exc:
         raise output_os_error(path, exc, "cannot write") from None
-
-
-def check_output_outside_inputs(out_dir: Path, inputs: Sequence[Path]) -> None:
-    """Refuse an OUTDIR that is an input or lies inside one (outputs would be read back as inputs)."""
-    out = out_dir.resolve()
-    for root in inputs:
-        src = Path(root).resolve()
-        if out == src or src in out.parents:
-            raise OutputError(out_dir, f"the output folder lies inside the input {root}; choose an OUTDIR outside the inputs")
 
 
 def check_inside(target: Path, out_dir: Path) -> None:

@@ -31,9 +31,10 @@ import torch.distributed as dist
 
 from ctdenoise.errors import OutputError
 from ctdenoise.inference import InferenceSettings
+from ctdenoise.io.atomic import refuse_inputs
 from ctdenoise.io.read_warnings import route_warnings
 from ctdenoise.jobs.options import BatchOptions
-from ctdenoise.jobs.outdir import check_output_outside_inputs, output_lock, remove_stale_partials, write_text_atomic
+from ctdenoise.jobs.outdir import output_lock, remove_stale_partials, write_text_atomic
 from ctdenoise.jobs.plan import BatchJob, check_inputs_exist, plan_jobs, raise_for_unusable_inputs
 from ctdenoise.jobs.report import REPORT_FILE, BatchReport, merge_reports
 from ctdenoise.jobs.report_html import write_batch_report_html
@@ -134,7 +135,7 @@ def lock_on_rank_zero(out_dir: Path, inputs: Sequence[Path], info: RankInfo) -> 
         refusal: list[str | None] = [None]
         if info.rank == 0:
             try:
-                check_output_outside_inputs(out_dir, inputs)
+                refuse_inputs(out_dir, inputs, run_folder=True)
                 stack.enter_context(output_lock(out_dir))
                 remove_stale_partials(out_dir)
             except OutputError as error:
