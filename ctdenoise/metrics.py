@@ -1,4 +1,4 @@
-"""Image-quality metrics under named protocols (design.md section 6).
+"""Image-quality metrics under named protocols (docs/evaluation.md has the table of protocols).
 
 The LDCT literature scores the same images on different HU ranges, and the same error reads about
 20 dB apart between them, so a number without its protocol means little. Every protocol fixes how HU

@@ -13,7 +13,7 @@ import numpy as np
 
 from ctdenoise.errors import ConfigError
 
-#: Linear attenuation of water at about 70 keV effective energy, per mm (design.md section 4).
+#: Linear attenuation of water at about 70 keV effective energy, per mm (docs/simulation.md).
 MU_WATER_PER_MM: float = 0.0192
 
 Bowtie = Literal["none", "body", "head"]

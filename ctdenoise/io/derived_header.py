@@ -1,7 +1,7 @@
 """The header policy of a derived DICOM object: the source's Dataset in, the derived object's Dataset out.
 
 No pixel values are read or written here (:mod:`ctdenoise.io.dicom_write` encodes them), so every rule below
-can be checked on a Dataset that has no pixel data (design.md section 5).
+can be checked on a Dataset that has no pixel data.
 
 New per derived object: SOPInstanceUID (and MediaStorageSOPInstanceUID), SeriesInstanceUID,
 SeriesNumber (:func:`derived_series_number`), SeriesDescription suffix, ImageType DERIVED\\SECONDARY

@@ -1,4 +1,4 @@
-"""The trainable UNet-like decoder of CLIPDenoising (design.md section 2).
+"""The trainable UNet-like decoder of CLIPDenoising (docs/model.md draws it with the encoder).
 
 Blocks of two [conv3x3 -> LeakyReLU(0.2)], no normalisation; bilinear x2 upsampling
 (``align_corners=True``, as the public code) and concatenation ``[upsampled, skip]``. For RN50 (width 64):

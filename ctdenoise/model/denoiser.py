@@ -1,14 +1,13 @@
 """CLIPDenoiser: frozen CLIP ResNet encoder (stem..layer3) + trainable UNet-like decoder.
 
-Decisions taken deliberately against the public CLIPDenoising code (design.md section 2):
+Decisions taken deliberately against the public CLIPDenoising code (docs/model.md lists them with their measurements):
 
 * The frozen encoder's BatchNorm stays in eval mode even after ``model.train()`` (the public code lets
   it run in train mode, so the CLIP running statistics drift towards the training data). With
   ``train_encoder=True`` the encoder is trainable and its BatchNorm follows the model's mode.
 * ``layer4`` and the attention pool are neither built nor computed (the public code computes layer4
   and discards it).
-* The 1-to-3 channel input convolution has no bias (design.md; the public code's has one: 3 more
-  parameters).
+* The 1-to-3 channel input convolution has no bias (the public code's has one: 3 more parameters).
 """
 
 from __future__ import annotations

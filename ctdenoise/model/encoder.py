@@ -3,7 +3,7 @@
 Built from open_clip's ``Bottleneck`` with exactly the attribute names of open_clip's / OpenAI's
 ``ModifiedResNet`` (``conv1``, ``bn1``, ..., ``layer1.0.downsample.0.weight``), so CLIP state dicts
 load key for key. ``layer4`` and ``attnpool`` are never built, never held in memory and never computed:
-the denoiser uses only the stem and layers 1-3 (design.md section 2).
+the denoiser uses only the stem and layers 1-3 (docs/model.md: what leaving layer4 out saves).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
   protocol, i.i.d. Gaussian noise on the model scale ``(HU + 1024) / 4096`` (default sigma 5/255,
   about 80 HU).
 * :func:`simulate_low_dose` (:mod:`~ctdenoise.simulate.low_dose`): physics-based low dose after Zeng et al.
-  2015 (design.md section 4): HU -> attenuation, parallel-beam projection, Poisson counts at ``k * I0``
+  2015 (docs/simulation.md): HU -> attenuation, parallel-beam projection, Poisson counts at ``k * I0``
   plus Gaussian electronic noise, log, filtered back-projection, back to HU.
 * :class:`ParallelBeamProjector` / :func:`get_projector` (:mod:`~ctdenoise.simulate.projector`): the
   Fourier-slice (gridding) Radon transform and filtered back-projection the low dose is simulated with.

@@ -1,4 +1,4 @@
-"""Physics-based low dose after Zeng et al. 2015 (design.md section 4): HU -> attenuation, parallel-beam
+"""Physics-based low dose after Zeng et al. 2015 (docs/simulation.md): HU -> attenuation, parallel-beam
 projection, Poisson counts at ``k * I0`` plus Gaussian electronic noise, log, filtered back-projection of the
 noise, back to HU."""
 
