@@ -20,6 +20,10 @@ TENSORS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT_NAME = "ctdenoise-checkpoint"
 FORMAT_VERSION = 1
+REDCNN_FORMAT_NAME = "ctdenoise-redcnn"
+"""The format of the RED-CNN checkpoints written before RED-CNN shared :data:`FORMAT_NAME` (read as that)."""
+DEFAULT_ARCHITECTURE = "clipdenoiser"
+"""The architecture of a checkpoint whose config names none (the format held no other at first)."""
 _PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar"}
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -110,16 +114,25 @@ def _looks_pickled(path: Path) -> bool:
     return head[:1] == b"\x80" or head == b"PK\x03\x04"
 
 
+def architecture_name(config: dict[str, Any]) -> str:
+    """The lower-case architecture name of a checkpoint config read by :func:`read_checkpoint_config_file`
+    (:data:`DEFAULT_ARCHITECTURE` when it names none)."""
+    return str(config["architecture"].get("name", DEFAULT_ARCHITECTURE)).lower()
+
+
 def read_checkpoint_config_file(config_path: Path) -> dict[str, Any]:
     """The checkpoint config ``config_path`` (:func:`read_small_json`), checked to be a ctdenoise checkpoint's
-    of the supported format version with its architecture, encoder and tensors sections; CheckpointError
-    naming the file otherwise."""
+    of the supported format version with its architecture and tensors sections (and, for a CLIPDenoiser,
+    its encoder section); CheckpointError naming the file otherwise. A RED-CNN checkpoint of the earlier
+    :data:`REDCNN_FORMAT_NAME` (the same sections, without a version) reads as this format."""
     try:
         config = read_small_json(config_path)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{config_path}: missing; a ctdenoise checkpoint needs {CONFIG_FILE}") from exc
     except OSError as exc:
         raise CheckpointError(f"{config_path}: unreadable checkpoint config: {exc.strerror or exc}") from exc
+    if isinstance(config, dict) and config.get("format") == REDCNN_FORMAT_NAME:
+        config = {**config, "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{config_path}: not a {FORMAT_NAME} config")
     if config.get("format_version") != FORMAT_VERSION:
@@ -127,9 +140,11 @@ def read_checkpoint_config_file(config_path: Path) -> dict[str, Any]:
             f"{config_path}: checkpoint format version {config.get('format_version')} is not supported "
             f"(this ctdenoise reads version {FORMAT_VERSION})"
         )
-    for section in ("architecture", "encoder", "tensors"):
+    for section in ("architecture", "tensors"):
         if not isinstance(config.get(section), dict):
             raise CheckpointError(f"{config_path}: section '{section}' missing or malformed")
+    if architecture_name(config) == DEFAULT_ARCHITECTURE and not isinstance(config.get("encoder"), dict):
+        raise CheckpointError(f"{config_path}: section 'encoder' missing or malformed")
     return config
 
 

@@ -21,12 +21,12 @@ from scipy.ndimage import gaussian_filter
 
 from ctdenoise.cli import main
 from ctdenoise.errors import InputError, UnpairedSlicesError
-from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
 from ctdenoise.evaluate.methods import classical_method
 from ctdenoise.evaluate.pairing import mayo_cases, pair_case, simulated_cases
 from ctdenoise.evaluate.report import summarise
 from ctdenoise.examples import build_series_from_slice
 from ctdenoise.io import DicomOutput, read_volume, write_volume
+from ctdenoise.model import REDCNN, load_checkpoint, read_checkpoint_config, save_checkpoint
 from ctdenoise.simulate import simulate_low_dose
 
 POSITIONS_MM = (0.0, 1.0, 2.0, 3.0)
@@ -62,7 +62,7 @@ def mayo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def redcnn_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    return save_redcnn(REDCNN(), tmp_path_factory.mktemp("redcnn"))
+    return save_checkpoint(REDCNN(), tmp_path_factory.mktemp("redcnn"))
 
 
 def test_mayo_cases_default_to_the_l506_test_split(mayo_root):
@@ -118,12 +118,13 @@ def test_summary_statistics_are_mean_and_sample_std_per_group():
 
 
 def test_redcnn_keeps_the_image_size_and_round_trips_its_checkpoint(redcnn_checkpoint):
-    model, config = load_redcnn(redcnn_checkpoint)
-    assert config["architecture"] == {"name": "redcnn", "filters": 96, "kernel_size": 5}
+    model, config = load_checkpoint(redcnn_checkpoint), read_checkpoint_config(redcnn_checkpoint)
+    assert isinstance(model, REDCNN) and not model.training
+    assert config["architecture"] == {"name": "redcnn", "filters": 96, "kernel_size": 5} and "encoder" not in config
     assert sum(p.numel() for p in model.parameters()) == 1_848_865
     x = torch.rand(2, 1, 40, 56)
     assert model(x).shape == x.shape
-    assert torch.equal(model(x), load_redcnn(redcnn_checkpoint)[0](x))
+    assert torch.equal(model(x), load_checkpoint(redcnn_checkpoint)(x))
 
 
 def test_a_modified_redcnn_checkpoint_is_refused(redcnn_checkpoint, tmp_path):
@@ -136,7 +137,7 @@ def test_a_modified_redcnn_checkpoint_is_refused(redcnn_checkpoint, tmp_path):
     data[-1] ^= 1
     (copy / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
-        load_redcnn(copy)
+        load_checkpoint(copy)
 
 
 def test_evaluate_on_a_mayo_tree_writes_metrics_summary_and_figures(mayo_root, tiny_checkpoint, redcnn_checkpoint, tmp_path):
@@ -190,11 +191,11 @@ def test_bad_data_arguments_are_usage_errors(tmp_path, capsys):
 
 
 def test_noise_estimate_of_the_nlm_baseline_finds_added_gaussian_noise(ct_small):
-    from ctdenoise.noise_estimate import noise_hu_local_std_percentile
+    from ctdenoise.evaluate.methods import estimate_noise_sigma_hu
 
     hu = read_volume(ct_small).hu[0]
     noisy = hu + np.random.default_rng(0).normal(0.0, 80.0, hu.shape)
-    assert 0.8 * 80 < noise_hu_local_std_percentile(noisy) < 1.25 * 80
+    assert 0.8 * 80 < estimate_noise_sigma_hu(noisy) < 1.25 * 80
 
 
 def test_body_mask_is_the_patient_with_lungs_filled_and_without_the_table():

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctdenoise.evaluate.baselines.redcnn import load_redcnn
 from ctdenoise.evaluate.methods import redcnn_method
+from ctdenoise.model import REDCNN, load_checkpoint, read_checkpoint_config
 from ctdenoise.training import train, train_config_from_dict
 from ctdenoise.training.loop import CHECKPOINTS, MODEL_DIR
 from ctdenoise.training.state import checkpoint_dir
@@ -40,7 +40,8 @@ def test_training_loop_trains_and_resumes_a_redcnn(recipe: dict, tmp_path: Path)
     config = train_config_from_dict(recipe)
     run = tmp_path / "run"
     result = train(config, run, progress=False)
-    model, saved = load_redcnn(result.model_dir)
+    model, saved = load_checkpoint(result.model_dir), read_checkpoint_config(result.model_dir)
+    assert isinstance(model, REDCNN) and saved["architecture"]["name"] == "redcnn"
     assert saved["training_summary"]["recipe"]["architecture"] == "redcnn"
     assert set(result.validation) == {"dose 0.25"} and set(result.validation["dose 0.25"]) == {"redcnn", "clip-paper"}
     uninterrupted = model.state_dict()
@@ -48,7 +49,7 @@ def test_training_loop_trains_and_resumes_a_redcnn(recipe: dict, tmp_path: Path)
     shutil.rmtree(checkpoint_dir(run / CHECKPOINTS, 4))
     shutil.rmtree(run / MODEL_DIR)
     train(config, run, resume=True, progress=False)
-    resumed = load_redcnn(run / MODEL_DIR)[0].state_dict()
+    resumed = load_checkpoint(run / MODEL_DIR).state_dict()
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
 
     method = redcnn_method(run / MODEL_DIR, device="cpu")

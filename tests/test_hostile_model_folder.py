@@ -17,7 +17,7 @@ import pytest
 
 from ctdenoise.cli import EXIT_USAGE, main
 from ctdenoise.errors import CheckpointError, ConfigError, ModelError
-from ctdenoise.model import checkpoint, load_checkpoint
+from ctdenoise.model import architectures, load_checkpoint
 from ctdenoise.model.checkpoint import CONFIG_FILE
 from ctdenoise.model_files import MAX_CONFIG_BYTES
 from ctdenoise.registry import model_label
@@ -38,14 +38,14 @@ def edit_architecture(folder: Path, **changes) -> None:
 def built_models(monkeypatch) -> list[str]:
     """The device of every CLIPDenoiser that loading builds ("meta" for the allocation-free check)."""
     built: list[str] = []
-    real = checkpoint.CLIPDenoiser
+    real = architectures.CLIPDenoiser
 
     def spy(config):
         model = real(config)
         built.append(next(model.parameters()).device.type)
         return model
 
-    monkeypatch.setattr(checkpoint, "CLIPDenoiser", spy)
+    monkeypatch.setattr(architectures, "CLIPDenoiser", spy)
     return built
 
 

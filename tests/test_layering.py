@@ -145,3 +145,10 @@ def test_the_noise_models_import_no_monai():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent)
     assert result.stdout.strip() == "[]"
+
+
+def test_training_imports_nothing_of_evaluation():
+    """Training validates with ``ctdenoise.metrics`` and builds RED-CNN from ``ctdenoise.model``; evaluation sits above."""
+    imports = package_imports()
+    assert not {f"{module} imports {target}" for module, targets in imports.items() if module.startswith("ctdenoise.training")
+                for target in targets if target.startswith("ctdenoise.evaluate")}

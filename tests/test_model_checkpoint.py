@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ctdenoise.errors import CheckpointError
+from ctdenoise.errors import CheckpointError, ConfigError
 from ctdenoise.model import CLIPDenoiser, ModelConfig, ResolvedWeights, export_half, load_checkpoint, save_checkpoint
 from ctdenoise.model.weights import encoder_weights_sha256
 
@@ -177,3 +177,86 @@ def test_saving_over_an_existing_checkpoint_leaves_no_temporary_files(trained_mo
     save_checkpoint(trained_model, tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     load_checkpoint(tmp_path / "ckpt")
+
+
+# One format for every architecture of the registry (ctdenoise.model.architectures).
+
+
+def test_the_registry_names_both_architectures_and_builds_them_by_name() -> None:
+    from ctdenoise.model import REDCNN, create_model, list_architectures
+
+    assert list_architectures() == ["clipdenoiser", "redcnn"]
+    assert isinstance(create_model("redcnn", filters=8), REDCNN) and create_model("redcnn", filters=8).filters == 8
+    assert isinstance(create_model("CLIPDenoiser"), CLIPDenoiser)  # any case, as the shipped default names it
+    with pytest.raises(ConfigError, match="'unet' is not a known architecture; known: clipdenoiser, redcnn"):
+        create_model("unet")
+
+
+def test_a_redcnn_round_trips_through_the_one_format(image: torch.Tensor, tmp_path: Path) -> None:
+    from ctdenoise.model import REDCNN
+
+    torch.manual_seed(0)
+    model = REDCNN(filters=8).eval()
+    save_checkpoint(model, tmp_path / "redcnn", training_summary={"iterations": 3})
+    config = json.loads((tmp_path / "redcnn" / "config.json").read_text())
+    assert config["format"] == "ctdenoise-checkpoint" and config["architecture"] == {"name": "redcnn", "filters": 8, "kernel_size": 5}
+    assert "encoder" not in config and config["training_summary"] == {"iterations": 3}
+    restored = load_checkpoint(tmp_path / "redcnn")
+    assert isinstance(restored, REDCNN) and torch.equal(_output(restored, image), _output(model, image))
+    with pytest.raises(CheckpointError, match="a redcnn has no CLIP encoder to leave out"):
+        save_checkpoint(model, tmp_path / "other", include_encoder=False)
+
+
+def test_a_redcnn_folder_of_the_earlier_format_loads(image: torch.Tensor, tmp_path: Path) -> None:
+    """RED-CNN folders written before RED-CNN shared the format: format ctdenoise-redcnn, no version, no parameters."""
+    from ctdenoise.io.hashing import sha256_file
+    from ctdenoise.model import REDCNN
+
+    torch.manual_seed(1)
+    model = REDCNN(filters=8).eval()
+    folder = tmp_path / "old_redcnn"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "format": "ctdenoise-redcnn",
+        "architecture": {"name": "redcnn", "filters": 8, "kernel_size": 5},
+        "normalisation": "(HU+1024)/4096 clip [-1024,3072]",
+        "tensors": {"file": "model.safetensors", "sha256": sha256_file(folder / "model.safetensors")},
+        "training_summary": {},
+    }))
+    assert torch.equal(_output(load_checkpoint(folder), image), _output(model, image))
+
+
+def test_a_config_without_an_architecture_name_is_a_clipdenoiser(trained_model: CLIPDenoiser, tmp_path: Path) -> None:
+    save_checkpoint(trained_model, tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["architecture"]["name"] == "clipdenoiser"
+    del config["architecture"]["name"]
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    assert isinstance(load_checkpoint(tmp_path / "ckpt"), CLIPDenoiser)
+
+
+@pytest.mark.parametrize(("architecture", "message"), [
+    ({"name": "unet"}, "'unet' is not a known architecture"),
+    ({"name": "redcnn", "filters": 10**6}, "config key 'filters': must be a whole number from 1 to 1024"),
+    ({"name": "redcnn", "depth": 3}, "config key 'depth': unknown RED-CNN setting"),
+])
+def test_an_unknown_architecture_or_setting_names_the_config(tmp_path: Path, architecture: dict, message: str) -> None:
+    from ctdenoise.model import REDCNN
+
+    folder = save_checkpoint(REDCNN(filters=8), tmp_path / "redcnn")
+    config = json.loads((folder / "config.json").read_text())
+    config["architecture"] = architecture
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_checkpoint(folder)
+    assert str(folder / "config.json") in str(info.value)
+
+
+def test_the_shipped_default_still_loads_as_a_clipdenoiser() -> None:
+    from ctdenoise.model import read_checkpoint_config
+    from ctdenoise.registry import resolve_model_dir
+
+    directory = resolve_model_dir("default")
+    assert read_checkpoint_config(directory)["architecture"]["name"] == "CLIPDenoiser"  # as shipped, unchanged
+    assert isinstance(load_checkpoint(directory), CLIPDenoiser)

@@ -1,10 +1,11 @@
-"""Safe checkpoints: a folder with ``model.safetensors`` (tensors) and ``config.json`` (everything else).
+"""Safe checkpoints: a folder with ``model.safetensors`` (tensors) and ``config.json`` (everything else), one
+format for every architecture of :mod:`ctdenoise.model.architectures` (the CLIPDenoiser and RED-CNN).
 
-Nothing is ever unpickled. ``config.json`` records the architecture, the CLIP encoder name and the
-canonical sha256 and origin of the CLIP weights the model was built on, the input normalisation, a
-training summary and the sha256 of ``model.safetensors`` (checked on load: a modified file is refused).
-A checkpoint either carries the frozen encoder (self-contained) or only references its weights by
-sha256; loading then needs the same CLIP weights and refuses any other.
+Nothing is ever unpickled. ``config.json`` records the architecture's name and settings, the input
+normalisation, a training summary and the sha256 of ``model.safetensors`` (checked on load: a modified file
+is refused). A CLIPDenoiser's also records its CLIP encoder name and the canonical sha256 and origin of the
+CLIP weights the model was built on: its checkpoint either carries the frozen encoder (self-contained) or
+only references its weights by sha256; loading then needs the same CLIP weights and refuses any other.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 import ctdenoise
 from ctdenoise.errors import CheckpointError, ConfigError
 from ctdenoise.intensity import HU_MAX, HU_MIN
 from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.io.hashing import sha256_file
-from ctdenoise.model.config import ModelConfig
-from ctdenoise.model.denoiser import PAD_MULTIPLE, CLIPDenoiser, count_parameters
+from ctdenoise.model.architectures import architecture_of, get_architecture
+from ctdenoise.model.denoiser import CLIPDenoiser, count_parameters
 from ctdenoise.model.weights import ResolvedWeights, encoder_weights_sha256, resolve_clip_weights
 from ctdenoise.model_files import (
     CONFIG_FILE,
@@ -32,6 +33,7 @@ from ctdenoise.model_files import (
     FORMAT_VERSION,
     MAX_TENSORS_BYTES,
     TENSORS_FILE,
+    architecture_name,
     checked_regular_file,
 )
 from ctdenoise.model_files import checkpoint_directory as _checkpoint_directory
@@ -42,7 +44,7 @@ _ENCODER_PREFIX = "encoder."
 
 
 def save_checkpoint(
-    model: CLIPDenoiser,
+    model: nn.Module,
     directory: Path,
     *,
     training_summary: dict[str, Any] | None = None,
@@ -52,13 +54,18 @@ def save_checkpoint(
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` and return the directory.
 
     Each file is written to a temporary file and renamed into place, the config last, so a reader sees
-    either the old or the new checkpoint, never a half-written one. ``include_encoder=False`` stores only
-    the trainable part and references the CLIP weights by sha256 (refused for a trained or a
-    randomly initialised encoder, which no CLIP file can restore). ``half`` stores the trainable tensors
-    in float16 (lossy), and encoder tensors in float16 only where that is exact (OpenAI's convolution
-    weights are float16 already), so the recorded encoder hash stays verifiable.
+    either the old or the new checkpoint, never a half-written one. ``model`` is a network of a registered
+    architecture (:func:`~ctdenoise.model.architectures.architecture_of`; ConfigError otherwise).
+    ``include_encoder=False`` stores only the trainable part of a CLIPDenoiser and references the CLIP weights
+    by sha256 (refused for a trained or a randomly initialised encoder, which no CLIP file can restore).
+    ``half`` stores the trainable tensors in float16 (lossy), and encoder tensors in float16 only where that
+    is exact (OpenAI's convolution weights are float16 already), so the recorded encoder hash stays verifiable.
     """
     directory = Path(directory)
+    architecture = architecture_of(model)
+    clip = isinstance(model, CLIPDenoiser)
+    if not include_encoder and not clip:
+        raise CheckpointError(f"{directory}: a {architecture.name} has no CLIP encoder to leave out")
     if not include_encoder and (model.config.train_encoder or model.encoder_weights_sha256 is None):
         why = "it was trained" if model.config.train_encoder else "it holds no CLIP weights (random initialisation)"
         raise CheckpointError(f"{directory}: the encoder must be included in the checkpoint because {why}")
@@ -67,23 +74,24 @@ def save_checkpoint(
         for key, value in model.state_dict().items()
         if include_encoder or not key.startswith(_ENCODER_PREFIX)
     }
-    config = {
+    config: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "architecture": {"name": "CLIPDenoiser", "pad_multiple": PAD_MULTIPLE, **model.config.to_dict()},
-        "encoder": {
-            "name": model.config.encoder_name,
-            "weights_sha256": model.encoder_weights_sha256,
-            "weights_origin": model.encoder_weights_origin,
-            "included": include_encoder,
-            "trained": model.config.train_encoder,
-        },
+        "architecture": {"name": architecture.name, **architecture.settings(model)},
         "normalisation": NORMALISATION,
         "parameters": count_parameters(model),
         "training_summary": training_summary or {},
         "tensors": {"file": TENSORS_FILE, "half": half},
         "versions": {"ctdenoise": ctdenoise.__version__, "torch": torch.__version__},
     }
+    if clip:
+        config["encoder"] = {
+            "name": model.config.encoder_name,
+            "weights_sha256": model.encoder_weights_sha256,
+            "weights_origin": model.encoder_weights_origin,
+            "included": include_encoder,
+            "trained": model.config.train_encoder,
+        }
     directory.mkdir(parents=True, exist_ok=True)
     try:
         json.dumps(config["training_summary"], allow_nan=False)
@@ -100,15 +108,16 @@ def save_checkpoint(
 def export_half(source: Path, target: Path) -> Path:
     """Write the checkpoint folder ``source`` into ``target`` with every tensor in float16 (for shipping).
 
-    A trained or random encoder is rounded to float16 before it is saved, so the stored encoder and its
+    A CLIPDenoiser's trained or random encoder is rounded to float16 before it is saved, so the stored encoder and its
     recorded sha256 agree (:func:`save_checkpoint` keeps float32 where float16 would not be exact). The
     training summary is carried over unchanged; other files in ``target`` (a model card) are left alone.
     """
     model = load_checkpoint(source)
-    with torch.no_grad():
-        for tensor in model.encoder.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
+    if isinstance(model, CLIPDenoiser):
+        with torch.no_grad():
+            for tensor in model.encoder.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor.half().float())
     summary = read_checkpoint_config(Path(source)).get("training_summary", {})
     return save_checkpoint(model, target, training_summary=summary, include_encoder=True, half=True)
 
@@ -126,35 +135,48 @@ def load_checkpoint(
     *,
     encoder_weights: ResolvedWeights | str | Path | None = None,
     map_location: str | torch.device = "cpu",
-) -> CLIPDenoiser:
-    """Rebuild a :class:`CLIPDenoiser` from a checkpoint folder (or its ``model.safetensors``), in eval mode.
+) -> nn.Module:
+    """Rebuild the network of a checkpoint folder (or of its ``model.safetensors``), in eval mode: a
+    :class:`CLIPDenoiser` or another architecture its config names (:mod:`ctdenoise.model.architectures`).
 
-    Refuses pickle-based files, a missing or foreign config, and a ``model.safetensors`` whose sha256
-    differs from the one recorded (CheckpointError). If the checkpoint does not carry the encoder,
-    ``encoder_weights`` (resolved weights or a file) supplies it, else :func:`resolve_clip_weights`
-    looks in the cache / downloads; their sha256 must equal the recorded one.
+    Refuses pickle-based files, a missing or foreign config, an unknown architecture or setting (ConfigError
+    naming the config), and a ``model.safetensors`` whose sha256 differs from the one recorded
+    (CheckpointError). If a CLIPDenoiser checkpoint does not carry the encoder, ``encoder_weights``
+    (resolved weights or a file) supplies it, else :func:`resolve_clip_weights` looks in the cache /
+    downloads; their sha256 must equal the recorded one.
     """
     directory = _checkpoint_directory(Path(directory))
     config_path = directory / CONFIG_FILE
     config = _read_config(config_path)
-    architecture = {k: v for k, v in config["architecture"].items() if k not in ("name", "pad_multiple")}
-    if config["architecture"].get("name", "CLIPDenoiser") != "CLIPDenoiser":
-        raise CheckpointError(f"{config_path}: architecture {config['architecture'].get('name')!r} is not CLIPDenoiser")
+    settings = {k: v for k, v in config["architecture"].items() if k != "name"}
     try:
-        model_config = ModelConfig.from_dict(architecture)
+        architecture = get_architecture(architecture_name(config))
+        with torch.device("meta"):  # checks the settings; nothing the size of the model is allocated
+            skeleton = architecture.build(settings)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.problem, source=config_path) from exc
     tensors_path = directory / TENSORS_FILE
     _verify_file_hash(tensors_path, config["tensors"].get("sha256"))
-    encoder = config["encoder"]
-    _check_tensor_shapes(model_config, tensors_path, include_encoder=bool(encoder["included"]))
-    model = CLIPDenoiser(model_config)  # allocated only once the file is known to fit it
+    encoder = config.get("encoder")  # a CLIPDenoiser's only
+    include_encoder = encoder is None or bool(encoder["included"])
+    _check_tensor_shapes(skeleton, tensors_path, include_encoder=include_encoder)
+    model = architecture.build(settings)  # allocated only once the file is known to fit it
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{tensors_path}: unreadable safetensors file: {exc}") from exc
-    encoder = config["encoder"]
-    _load_tensors(model, tensors, include_encoder=bool(encoder["included"]), source=tensors_path)
+    _load_tensors(model, tensors, include_encoder=include_encoder, source=tensors_path)
+    if isinstance(model, CLIPDenoiser):
+        _restore_encoder(model, encoder, encoder_weights, directory)
+    return model.to(map_location).eval()
+
+
+def _restore_encoder(
+    model: CLIPDenoiser, encoder: dict[str, Any], weights: ResolvedWeights | str | Path | None, directory: Path
+) -> None:
+    """Check the carried CLIP encoder against the sha256 the config records, or load the CLIP weights it
+    references (``weights``, else the cache / download), and record their sha256 and origin on ``model``."""
+    tensors_path, config_path = directory / TENSORS_FILE, directory / CONFIG_FILE
     recorded = encoder["weights_sha256"]
     if encoder["included"]:
         if recorded is not None and not encoder["trained"]:
@@ -165,17 +187,16 @@ def load_checkpoint(
                     f"{recorded}; the checkpoint is inconsistent"
                 )
     else:
-        weights = _encoder_weights(encoder_weights, model.config.encoder_name)
-        if weights.sha256 != recorded:
+        resolved = _encoder_weights(weights, model.config.encoder_name)
+        if resolved.sha256 != recorded:
             raise CheckpointError(
                 f"{directory}: this model was trained on CLIP {model.config.encoder_name} weights with sha256 "
-                f"{recorded} (origin: {encoder['weights_origin']}), but the supplied weights ({weights.origin}) "
-                f"have sha256 {weights.sha256}; refusing to combine them"
+                f"{recorded} (origin: {encoder['weights_origin']}), but the supplied weights ({resolved.origin}) "
+                f"have sha256 {resolved.sha256}; refusing to combine them"
             )
-        model.load_encoder_weights(weights)
+        model.load_encoder_weights(resolved)
     model.encoder_weights_sha256 = recorded
     model.encoder_weights_origin = encoder["weights_origin"]
-    return model.to(map_location).eval()
 
 
 def _stored_tensor(key: str, value: Tensor, half: bool) -> Tensor:
@@ -209,12 +230,10 @@ def _verify_file_hash(path: Path, recorded: str | None) -> None:
         )
 
 
-def _check_tensor_shapes(config: ModelConfig, tensors_path: Path, *, include_encoder: bool) -> None:
-    """CheckpointError unless the tensors that ``tensors_path``'s header lists are exactly those of the
-    architecture ``config`` (minus the encoder when not included), shape for shape. Reads only the header
-    and builds the architecture on the meta device, so nothing the size of the model is allocated."""
-    with torch.device("meta"):
-        skeleton = CLIPDenoiser(config)
+def _check_tensor_shapes(skeleton: nn.Module, tensors_path: Path, *, include_encoder: bool) -> None:
+    """CheckpointError unless the tensors that ``tensors_path``'s header lists are exactly those of
+    ``skeleton`` (the network built on the meta device; minus the encoder when not included), shape for
+    shape. Reads only the header, so nothing the size of the model is allocated."""
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()
                 if include_encoder or not k.startswith(_ENCODER_PREFIX)}
     try:
@@ -237,7 +256,7 @@ def _raise_for_mismatch(expected: dict[str, tuple], stored: dict[str, tuple], so
         )
 
 
-def _load_tensors(model: CLIPDenoiser, tensors: dict[str, Tensor], *, include_encoder: bool, source: Path) -> None:
+def _load_tensors(model: nn.Module, tensors: dict[str, Tensor], *, include_encoder: bool, source: Path) -> None:
     """Copy ``tensors`` into ``model``: exactly its keys (minus the encoder when not included), same shapes."""
     expected = {
         k: v for k, v in model.state_dict().items() if include_encoder or not k.startswith(_ENCODER_PREFIX)

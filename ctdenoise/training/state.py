@@ -1,7 +1,8 @@
 """Resumable training checkpoints without pickle: safetensors for tensors, JSON for everything else.
 
 A checkpoint is a folder ``checkpoints/iter_<N>/`` holding the model checkpoint of
-:func:`ctdenoise.model.save_checkpoint` (``model.safetensors`` + ``config.json``), the optimizer's
+:func:`ctdenoise.model.save_checkpoint` (``model.safetensors`` + ``config.json``, the one format of the
+CLIPDenoiser and RED-CNN), the optimizer's
 tensors (``optimizer.safetensors``: ``state.<param index>.<name>``) and ``training_state.json``
 (iteration, optimizer param groups and scalar state, scheduler state, the run's config). The folder
 is written under a temporary name and renamed, so a crash never leaves a half checkpoint behind.
@@ -17,10 +18,9 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from ctdenoise.errors import CheckpointError
-from ctdenoise.evaluate.baselines.redcnn import REDCNN, load_redcnn, save_redcnn
 from ctdenoise.io.atomic import atomic_write_dir
 from ctdenoise.model import CLIPDenoiser, load_checkpoint, save_checkpoint
 
@@ -35,17 +35,15 @@ def checkpoint_dir(checkpoints: Path, iteration: int) -> Path:
     return checkpoints / f"{CHECKPOINT_PREFIX}{iteration:07d}"
 
 
-def save_model(model: CLIPDenoiser | REDCNN, directory: Path, summary: dict[str, Any]) -> Path:
-    """Write ``model`` in its own checkpoint format: a CLIPDenoiser checkpoint or a RED-CNN checkpoint."""
-    if isinstance(model, REDCNN):
-        return save_redcnn(model, directory, training_summary=summary)
+def save_model(model: nn.Module, directory: Path, summary: dict[str, Any]) -> Path:
+    """Write ``model`` (a CLIPDenoiser with its encoder, or a RED-CNN) as a checkpoint folder with ``summary``."""
     return save_checkpoint(model, directory, training_summary=summary, include_encoder=True)
 
 
 def save_training_state(
     directory: Path,
     *,
-    model: CLIPDenoiser | REDCNN,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     iteration: int,
@@ -98,17 +96,15 @@ def read_state(directory: Path) -> dict[str, Any]:
 def load_training_state(
     directory: Path,
     *,
-    model: CLIPDenoiser | REDCNN,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> int:
     """Restore model, optimizer and scheduler from a checkpoint folder; returns its iteration."""
     state = read_state(directory)
-    if isinstance(model, REDCNN):
-        model.load_state_dict(load_redcnn(directory)[0].state_dict())
-    else:
-        saved = load_checkpoint(directory)
-        model.load_state_dict(saved.state_dict())
+    saved = load_checkpoint(directory)
+    model.load_state_dict(saved.state_dict())
+    if isinstance(model, CLIPDenoiser) and isinstance(saved, CLIPDenoiser):
         model.encoder_weights_sha256 = saved.encoder_weights_sha256
         model.encoder_weights_origin = saved.encoder_weights_origin
     try:
