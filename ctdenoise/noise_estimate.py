@@ -1,4 +1,10 @@
-"""A cheap, robust estimate of the noise level of a CT series in HU, for before/after reports.
+"""Estimates of the noise level of CT images in HU, from the images alone. Two, for two jobs:
+
+* :func:`estimate_noise_hu` (a series, for reports and the ``auto`` strength): the mode of the
+  histogram of 9x9 local standard deviations in soft tissue over a few slices; None without soft tissue.
+* :func:`noise_hu_local_std_percentile` (one slice, the sigma the classical filters of ``ctdenoise evaluate``
+  are given): the 25th percentile of 7x7 local standard deviations in soft-tissue windows; scikit-image's
+  wavelet estimate for a slice without soft tissue.
 
 :func:`estimate_noise_hu` computes a global noise index in the manner of Christianson et al., "Automated
 technique to measure noise in clinical CT examinations", AJR 2015 (the noise a physicist would read from
@@ -22,6 +28,13 @@ phantom with Gaussian noise of 10, 20 and 40 HU: within 2 % for white noise, 5-7
 smoothed by a Gaussian of 0.8 pixels, 12-16 % low at 1.2 pixels (the more the noise is correlated
 within the window, the lower it reads); 0.3 HU on the noiseless phantom (its gentle ramp). Cost: a
 median and two box filters on a few slices; well under a second for 512x512 slices.
+
+:func:`noise_hu_local_std_percentile` takes the local standard deviation in the
+:data:`SLICE_WINDOW` x :data:`SLICE_WINDOW` square around every pixel whose local mean lies in
+:data:`SLICE_MEAN_RANGE_HU` (soft tissue and water) and returns its :data:`SLICE_PERCENTILE` th percentile
+(edges and texture raise the upper percentiles). Within 10 to 20 % of the true standard deviation on
+physics-simulated and Gaussian noise of real slices, where the wavelet estimate is a factor 3 low for
+noise correlated by filtered back-projection.
 """
 
 from __future__ import annotations
@@ -37,6 +50,12 @@ LOCAL_WINDOW = 9
 """Side (pixels) of the square in which each local standard deviation is taken (about 6 mm at 0.7 mm pixels)."""
 MIN_REGION_PIXELS = 200
 """Fewer soft-tissue pixels than this (over all chosen slices) give no estimate."""
+SLICE_WINDOW = 7
+"""Side (pixels) of the local windows of :func:`noise_hu_local_std_percentile`."""
+SLICE_MEAN_RANGE_HU = (-300.0, 300.0)
+"""The HU range (exclusive) of a window's mean that counts as soft tissue or water in :func:`noise_hu_local_std_percentile`."""
+SLICE_PERCENTILE = 25.0
+"""The percentile of the soft-tissue local standard deviations that :func:`noise_hu_local_std_percentile` returns."""
 
 _REGION_MEDIAN_SIZE = 5
 _REGION_EROSION = 2
@@ -70,6 +89,23 @@ def estimate_noise_hu(hu: np.ndarray, slices: int = NOISE_SLICES) -> float | Non
     smoothed = ndimage.gaussian_filter1d(counts.astype(np.float64), _HISTOGRAM_SMOOTHING_BINS, mode="constant")
     peak = int(np.argmax(smoothed))
     return float((edges[peak] + edges[peak + 1]) / 2)
+
+
+def noise_hu_local_std_percentile(hu_slice: np.ndarray) -> float:
+    """Estimated noise standard deviation (HU) of one (rows, cols) HU slice (module docstring): the
+    :data:`SLICE_PERCENTILE` th percentile of the local standard deviations in soft-tissue windows, or
+    scikit-image's wavelet estimate (``estimate_sigma``) when fewer than :data:`SLICE_WINDOW` squared
+    windows are soft tissue. The input is not modified."""
+    hu = np.asarray(hu_slice, dtype=np.float64)
+    mean = ndimage.uniform_filter(hu, SLICE_WINDOW)
+    local_std = np.sqrt(np.clip(ndimage.uniform_filter(hu * hu, SLICE_WINDOW) - mean * mean, 0.0, None))
+    low, high = SLICE_MEAN_RANGE_HU
+    tissue = (mean > low) & (mean < high)
+    if tissue.sum() < SLICE_WINDOW**2:
+        from skimage.restoration import estimate_sigma
+
+        return float(estimate_sigma(hu))
+    return float(np.percentile(local_std[tissue], SLICE_PERCENTILE))
 
 
 def _soft_tissue_local_std(image: np.ndarray) -> np.ndarray:

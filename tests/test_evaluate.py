@@ -191,11 +191,11 @@ def test_bad_data_arguments_are_usage_errors(tmp_path, capsys):
 
 
 def test_noise_estimate_of_the_nlm_baseline_finds_added_gaussian_noise(ct_small):
-    from ctdenoise.evaluate.methods import estimate_noise_sigma_hu
+    from ctdenoise.noise_estimate import noise_hu_local_std_percentile
 
     hu = read_volume(ct_small).hu[0]
     noisy = hu + np.random.default_rng(0).normal(0.0, 80.0, hu.shape)
-    assert 0.8 * 80 < estimate_noise_sigma_hu(noisy) < 1.25 * 80
+    assert 0.8 * 80 < noise_hu_local_std_percentile(noisy) < 1.25 * 80
 
 
 def test_body_mask_is_the_patient_with_lungs_filled_and_without_the_table():

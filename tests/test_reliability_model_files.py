@@ -19,8 +19,9 @@ import torch
 
 from ctdenoise.cli import EXIT_USAGE, main
 from ctdenoise.errors import CheckpointError, WeightsError
+from ctdenoise.io.hashing import sha256_file
 from ctdenoise.model import load_checkpoint
-from ctdenoise.model.checkpoint import CONFIG_FILE, TENSORS_FILE, _file_sha256
+from ctdenoise.model.checkpoint import CONFIG_FILE, TENSORS_FILE
 from ctdenoise.model.weights import resolve_clip_weights
 
 
@@ -97,7 +98,7 @@ def test_a_broken_tensor_file_with_a_rewritten_hash_is_a_clear_error(checkpoint_
     path = checkpoint_copy / TENSORS_FILE
     path.write_bytes(path.read_bytes()[:4096])
     config = json.loads((checkpoint_copy / CONFIG_FILE).read_text())
-    config["tensors"]["sha256"] = _file_sha256(path)
+    config["tensors"]["sha256"] = sha256_file(path)
     (checkpoint_copy / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="unreadable safetensors file"):
         load_checkpoint(checkpoint_copy)

@@ -6,7 +6,8 @@ a number or a string, ``true``/``false`` for a flag, a list (or one value) for a
 values or may be repeated. An option given on the command line wins over the file; a repeatable option
 given on the command line replaces the file's list. Relative paths are relative to the working directory,
 as on the command line. An unknown key, a value of the wrong kind or a value the option refuses is a
-:class:`ctdenoise.errors.ConfigError` naming the file and the key.
+:class:`ctdenoise.errors.ConfigError` naming the file and the key. The file is read by
+:func:`ctdenoise.config_files.read_config_file`, as a training recipe is.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ctdenoise.config_files import read_config_file
 from ctdenoise.errors import ConfigError
 
 #: The attribute of the parsed arguments that holds the destinations of the options given on the command line.
 GIVEN = "command_line_options"
-FILE_KEY = "<file>"
 
 
 def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
@@ -46,37 +45,6 @@ def record_given_options(parser: argparse.ArgumentParser) -> None:
                          ("append", _recording(argparse._AppendAction))):
         parser.register("action", name, action)
     parser.set_defaults(**{GIVEN: frozenset()})
-
-
-def read_config_file(path: Path) -> dict[Any, Any]:
-    """The mapping in the YAML (.yaml, .yml) or TOML (.toml) file ``path``; ConfigError naming the file when
-    it cannot be read, is not valid YAML/TOML or does not hold a mapping."""
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".toml"):
-        raise ConfigError(FILE_KEY, "a config file must be YAML (.yaml, .yml) or TOML (.toml)", source=path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(FILE_KEY, f"cannot read the config file: {exc}", source=path) from None
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise ConfigError(FILE_KEY, "reading TOML needs Python 3.11 or later; use a YAML file", source=path) from None
-        try:
-            raw: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(FILE_KEY, f"not valid TOML: {exc}", source=path) from None
-    else:
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(FILE_KEY, f"not valid YAML: {exc}", source=path) from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(FILE_KEY, f"must hold a mapping of option: value, got {type(raw).__name__}", source=path)
-    return raw
 
 
 def apply_config_file(args: argparse.Namespace, options: Sequence[argparse.Action], path: Path) -> None:
