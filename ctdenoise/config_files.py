@@ -9,6 +9,7 @@ file as a whole, else the dotted path of the entry (``optim.lr``).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -40,14 +41,15 @@ def read_config_file(path: Path) -> dict[Any, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(FILE_KEY, f"cannot read the config file: {exc}", source=path) from None
     if suffix == ".toml":
-        try:
+        if sys.version_info < (3, 11):  # tomllib came with 3.11
+            raise ConfigError(FILE_KEY, "reading TOML needs Python 3.11 or later; use a YAML file", source=path)
+        else:  # a version branch, so that type checkers for 3.10 skip it
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise ConfigError(FILE_KEY, "reading TOML needs Python 3.11 or later; use a YAML file", source=path) from None
-        try:
-            raw: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(FILE_KEY, f"not valid TOML: {exc}", source=path) from None
+
+            try:
+                raw: Any = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(FILE_KEY, f"not valid TOML: {exc}", source=path) from None
     else:
         try:
             raw = yaml.safe_load(text)

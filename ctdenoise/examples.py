@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 
+from ctdenoise.errors import InputError
 from ctdenoise.io.uids import new_uid
 
 EXAMPLE_SOURCE = "CT_small.dcm"
@@ -68,8 +69,11 @@ def build_series_from_slice(
 
 def write_example_series(dest: Path | str) -> Path:
     """Build the shipped example series (4 slices, 5 mm apart, from pydicom's CT_small.dcm) in ``dest``."""
+    source = get_testdata_file(EXAMPLE_SOURCE)
+    if not isinstance(source, str):  # it ships inside pydicom: only a broken install lacks it
+        raise InputError(EXAMPLE_SOURCE, "pydicom's test file is missing; reinstall pydicom")
     return build_series_from_slice(
-        get_testdata_file(EXAMPLE_SOURCE),
+        source,
         dest,
         EXAMPLE_POSITIONS_MM,
         series_description=EXAMPLE_DESCRIPTION,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ctdenoise.io import atomic_write_dir
 from ctdenoise.errors import OutputError
+from ctdenoise.io import atomic_write_dir
 from ctdenoise.io.atomic import atomic_write_file, refuse_inputs
 from ctdenoise.jobs.outdir import write_text_atomic
 from ctdenoise.strength_table import write_strength_table

@@ -87,7 +87,8 @@ def test_parallel_write_gives_byte_identical_files(series, tmp_path, monkeypatch
     hu = volume.hu + np.float32(5.0)
     outputs = {}
     for workers in (1, 2):
-        outputs[workers] = write_derived_dicom(volume, hu, tmp_path / f"out{workers}", DicomOutput("test", "test", derived_uid=derived_uid, compression=compression, workers=workers))
+        output = DicomOutput("test", "test", derived_uid=derived_uid, compression=compression, workers=workers)
+        outputs[workers] = write_derived_dicom(volume, hu, tmp_path / f"out{workers}", output)
     assert [p.name for p in outputs[1]] == [p.name for p in outputs[2]]
     for one, two in zip(outputs[1], outputs[2]):
         assert one.read_bytes() == two.read_bytes(), one.name

@@ -53,7 +53,7 @@ def apply_config_file(args: argparse.Namespace, options: Sequence[argparse.Actio
     would (the option's type and choices)."""
     path = Path(path)
     by_dest = {action.dest: action for action in options}
-    given = getattr(args, GIVEN, frozenset())
+    given: frozenset[str] = getattr(args, GIVEN, frozenset())
     for key, value in read_config_file(path).items():
         action = by_dest.get(str(key).replace("-", "_"))
         if action is None:

@@ -169,7 +169,7 @@ def _common_header(source: Dataset, series: DerivedSeries, instance_uid: str) ->
             delattr(ds, keyword)
     meta = FileMetaDataset(copy.deepcopy(getattr(source, "file_meta", FileMetaDataset())))
     meta.MediaStorageSOPClassUID = source.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.MediaStorageSOPInstanceUID = UID(instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]

@@ -113,12 +113,13 @@ def _write_classic_slice(task: _SliceWrite) -> None:
 
 
 def _classic_slice_writes(
-    volume: Volume, hu: np.ndarray, series: DerivedSeries, output: DicomOutput,
+    volume: Volume, sources: list[Dataset], hu: np.ndarray, series: DerivedSeries, output: DicomOutput,
     wait_for: Callable[[int], None], paths: list[Path],
 ) -> Iterator[_SliceWrite]:
-    """The write of each derived slice in slice order, slice ``k``'s made only once ``wait_for(k)`` returned."""
+    """The write of each derived slice of ``volume`` (its source Datasets ``sources``) in slice order, slice
+    ``k``'s made only once ``wait_for(k)`` returned."""
     masks = volume.padding_mask
-    for k, source in enumerate(volume.dicom_datasets):
+    for k, source in enumerate(sources):
         wait_for(k)
         yield _SliceWrite(source, hu[k], None if masks is None else masks[k], series,
                           _object_uid(source, output.derived_uid), output.compression, paths[k])
@@ -135,7 +136,7 @@ def _enhanced_dataset(source: Dataset, volume: Volume, hu: np.ndarray, series: D
         padding = np.zeros(hu.shape, dtype=bool)
         padding[order] = volume.padding_mask
     stored = np.stack([
-        to_stored(source, frames[f], *enhanced_frame_rescale(source, f)) for f in range(frames.shape[0])
+        to_stored(source, frames[f], *enhanced_frame_rescale(source, f)) for f in range(len(frames))
     ])
     if padding is not None:
         stored[padding] = int(source.PixelPaddingValue)
@@ -164,13 +165,17 @@ def _check_encoder(compression: str, source: Dataset, out_dir: Path) -> None:
                           f"BitsAllocated {bits}; use --compression rle or none")
 
 
-def _check_writable(volume: Volume, hu: np.ndarray, out_dir: Path) -> None:
-    if not volume.dicom_datasets:
+def _check_writable(volume: Volume, hu: np.ndarray, out_dir: Path) -> list[Dataset]:
+    """The source Datasets of ``volume``; OutputError when it is not DICOM, ``hu`` does not fit it or ``out_dir``
+    is one of its inputs."""
+    sources = volume.dicom_datasets
+    if not sources:
         raise OutputError(out_dir, f"the source {volume.source_path} is not DICOM; write NIfTI/NRRD instead")
     if np.shape(hu) != volume.hu.shape:
         raise OutputError(out_dir, f"HU array has shape {np.shape(hu)}, the source volume has {volume.hu.shape}")
-    inputs = [volume.source_path] + [Path(ds.filename) for ds in volume.dicom_datasets if getattr(ds, "filename", None)]
+    inputs = [volume.source_path] + [Path(ds.filename) for ds in sources if getattr(ds, "filename", None)]
     refuse_inputs(out_dir, inputs)
+    return sources
 
 
 def write_derived_dicom(
@@ -203,11 +208,11 @@ def write_derived_dicom(
     out_dir = Path(out_dir)
     if output.compression not in COMPRESSION_SYNTAXES:
         raise OutputError(out_dir, f"unknown compression {output.compression!r}; use one of {', '.join(COMPRESSION_SYNTAXES)}")
-    _check_writable(volume, hu, out_dir)
-    _check_encoder(output.compression, volume.dicom_datasets[0], out_dir)
+    sources = _check_writable(volume, hu, out_dir)
+    _check_encoder(output.compression, sources[0], out_dir)
     hu = np.asarray(hu, dtype=np.float32)
     wait_for = slice_ready or (lambda _k: None)
-    first = volume.dicom_datasets[0]
+    first = sources[0]
     series = DerivedSeries(
         series_uid=output.derived_uid(str(first.SeriesInstanceUID)) if output.derived_uid is not None else new_uid(),
         series_number=(output.series_number if output.series_number is not None
@@ -222,9 +227,9 @@ def write_derived_dicom(
         with atomic_write_dir(out_dir, overwrite=overwrite) as staging:
             enhanced.save_as(staging / "IM00001.dcm", enforce_file_format=True)
         return [out_dir / "IM00001.dcm"]
-    names = [f"IM{k + 1:05d}.dcm" for k in range(len(volume.dicom_datasets))]
+    names = [f"IM{k + 1:05d}.dcm" for k in range(len(sources))]
     with atomic_write_dir(out_dir, overwrite=overwrite) as staging:
-        writes = _classic_slice_writes(volume, hu, series, output, wait_for, [staging / name for name in names])
+        writes = _classic_slice_writes(volume, sources, hu, series, output, wait_for, [staging / name for name in names])
         for _ in map_files(_write_classic_slice, writes, count=len(names), workers=output.workers):
             pass
     return [out_dir / name for name in names]

@@ -86,8 +86,11 @@ def write_volume(
         suffix = _FILE_FORMAT_SUFFIXES[format]
         has_suffix = image_kind(out) == "nifti" if format == "nifti" else image_suffix(out) == suffix
         target = out if has_suffix else out.with_name(out.name + suffix)
-    else:
-        target = out if image_kind(out) is not None else out.with_name(out.name + image_suffix(volume.source_path))
+    else:  # "same" for an image-file source: its own format
+        source_suffix = image_suffix(volume.source_path)
+        if source_suffix is None:
+            raise OutputError(out, f"the source {volume.source_path} is not an image file; give --format")
+        target = out if image_kind(out) is not None else out.with_name(out.name + source_suffix)
     check_even_slices(volume, target)  # refuse before waiting for (and computing) every slice
     if image_kind(target) == "nifti":
         check_nifti_geometry(volume, target)

@@ -99,7 +99,7 @@ def plan_jobs(
                 if workspace is None:
                     raise InputError(archive, "a .zip input needs a workspace to be extracted into")
                 root = workspace.enter_context(extracted_zip(archive))
-            nested = _nested_archives(root, workspace, problems) if opens_archives else []
+            nested = _nested_archives(root, workspace, problems) if opens_archives and workspace is not None else []
             try:
                 sources = [(find_series(root, skip_archives=opens_archives), root, archive, "")]
             except EmptyInputError as error:  # a folder of archives: its other skipped files are in the message

@@ -35,13 +35,13 @@ def middle_slice(source: Path | Sequence[Path]) -> np.ndarray:
     middle file is read; a single file (multi-frame DICOM, NIfTI, ...) or a folder of one series is read whole."""
     from ctdenoise.io import find_series, read_volume
 
-    paths = list(source) if not isinstance(source, Path) else None
-    if paths is None:
-        if source.is_dir():
-            (ref,) = find_series(source)
-            paths = list(ref.paths)
-        else:
-            paths = [source]
+    if not isinstance(source, Path):
+        paths = list(source)
+    elif source.is_dir():
+        (ref,) = find_series(source)
+        paths = list(ref.paths)
+    else:
+        paths = [source]
     volume = read_volume(paths[len(paths) // 2], workers=1)
     return volume.hu[volume.hu.shape[0] // 2]
 

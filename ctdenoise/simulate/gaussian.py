@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 
@@ -10,13 +12,15 @@ from ctdenoise.simulate.checks import check_positive
 #: The paper's Gaussian noise level on the (HU + 1024) / 4096 scale (~80 HU).
 PAPER_SIGMA: float = 5.0 / 255.0
 
+UnitT = TypeVar("UnitT", np.ndarray, torch.Tensor)
+
 
 def add_gaussian_noise(
-    unit: np.ndarray | torch.Tensor,
+    unit: UnitT,
     sigma: float = PAPER_SIGMA,
     *,
     rng: int | np.random.Generator | torch.Generator | None = None,
-) -> np.ndarray | torch.Tensor:
+) -> UnitT:
     """Add i.i.d. Gaussian noise of std ``sigma`` to an image on the (HU + 1024) / 4096 scale.
 
     The CLIPDenoising CT protocol (sigma = 5/255, about 80 HU). The result is **not clipped** to
@@ -37,6 +41,6 @@ def add_gaussian_noise(
     if isinstance(rng, torch.Generator):
         raise TypeError("a numpy array needs an int seed or a numpy Generator, got a torch.Generator")
     array = np.asarray(unit)
-    dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.float32
-    noise = np.random.default_rng(rng).standard_normal(array.shape)
-    return (array + sigma * noise).astype(dtype)
+    array_dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.float32
+    draws = np.random.default_rng(rng).standard_normal(array.shape)
+    return (array + sigma * draws).astype(array_dtype)

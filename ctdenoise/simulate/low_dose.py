@@ -4,6 +4,7 @@ noise, back to HU."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +56,10 @@ def simulate_low_dose(
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
     n_views: int = DEFAULT_N_VIEWS,
     kernel: str | ReconKernel = "hann",
-    bowtie: Bowtie = "none",
+    bowtie: str = "none",
     slices_averaged: int = 1,
     input_has_noise: bool = True,
-    seed: int | np.random.Generator | None = None,
+    seed: int | Sequence[int] | np.random.Generator | None = None,
     mu_water_per_mm: float = MU_WATER_PER_MM,
 ) -> np.ndarray:
     """Simulate a reduced-dose scan of a normal-dose HU slice or stack (Zeng et al. 2015).
@@ -96,7 +97,7 @@ def simulate_low_dose(
         kernel: a :data:`KERNELS` name or a :class:`ReconKernel`.
         bowtie: ``none``, ``body`` or ``head`` (:data:`BOWTIES`).
         slices_averaged: thin slices averaged into each output slice (>= 1).
-        seed: integer seed or numpy Generator; the same seed gives the same noise.
+        seed: integer seed (or a sequence of them) or numpy Generator; the same seed gives the same noise.
 
     Returns:
         float32 array of the input's shape, in HU.
@@ -116,9 +117,9 @@ def simulate_low_dose(
         raise ConfigError("electronic_noise_var", f"must be >= 0, got {electronic_noise_var!r}")
     if isinstance(slices_averaged, bool) or not isinstance(slices_averaged, (int, np.integer)) or slices_averaged < 1:
         raise ConfigError("slices_averaged", f"must be a whole number >= 1, got {slices_averaged!r}")
-    check_bowtie(bowtie)
+    known_bowtie = check_bowtie(bowtie)
     scan = _Scan(
-        spacing, i0, dose_fraction, electronic_noise_var, n_views, get_kernel(kernel), bowtie, int(slices_averaged),
+        spacing, i0, dose_fraction, electronic_noise_var, n_views, get_kernel(kernel), known_bowtie, int(slices_averaged),
         input_has_noise, mu_water_per_mm,
     )
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ctdenoise.config_files import build_dataclass, load_dataclass
+from ctdenoise.config_files import Builders, build_dataclass, load_dataclass
 from ctdenoise.errors import ConfigError
 from ctdenoise.metrics import get_protocol
 from ctdenoise.model.config import ModelConfig
@@ -316,4 +316,4 @@ def _build_model_config(value: Any, key: str) -> ModelConfig:
         raise ConfigError(f"{key}.{exc.key}", exc.problem) from None
 
 
-_BUILDERS = {ModelConfig: _build_model_config}
+_BUILDERS: Builders = {ModelConfig: _build_model_config}
