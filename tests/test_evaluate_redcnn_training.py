@@ -55,3 +55,13 @@ def test_training_loop_trains_and_resumes_a_redcnn(recipe: dict, tmp_path: Path)
     method = redcnn_method(run / MODEL_DIR, device="cpu")
     hu = np.full((1, 48, 48), 40.0, dtype=np.float32)
     assert method.denoise(hu).shape == hu.shape and method.kind == "supervised"
+
+
+def test_a_clipdenoiser_recipe_cannot_start_from_a_redcnn_folder(recipe: dict, tmp_path: Path) -> None:
+    from ctdenoise.errors import ConfigError
+    from ctdenoise.model import REDCNN, save_checkpoint
+
+    start = save_checkpoint(REDCNN(filters=8), tmp_path / "redcnn")
+    clip_recipe = {**recipe, "architecture": "clipdenoiser", "encoder_weights": "random", "init_model": str(start)}
+    with pytest.raises(ConfigError, match=r"init_model.*has architecture a REDCNN"):
+        train(train_config_from_dict(clip_recipe), tmp_path / "run", progress=False)

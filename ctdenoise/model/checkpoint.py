@@ -63,11 +63,11 @@ def save_checkpoint(
     """
     directory = Path(directory)
     architecture = architecture_of(model)
-    clip = isinstance(model, CLIPDenoiser)
-    if not include_encoder and not clip:
+    clip = model if isinstance(model, CLIPDenoiser) else None
+    if not include_encoder and clip is None:
         raise CheckpointError(f"{directory}: a {architecture.name} has no CLIP encoder to leave out")
-    if not include_encoder and (model.config.train_encoder or model.encoder_weights_sha256 is None):
-        why = "it was trained" if model.config.train_encoder else "it holds no CLIP weights (random initialisation)"
+    if not include_encoder and clip is not None and (clip.config.train_encoder or clip.encoder_weights_sha256 is None):
+        why = "it was trained" if clip.config.train_encoder else "it holds no CLIP weights (random initialisation)"
         raise CheckpointError(f"{directory}: the encoder must be included in the checkpoint because {why}")
     tensors = {
         key: _stored_tensor(key, value, half)
@@ -84,13 +84,13 @@ def save_checkpoint(
         "tensors": {"file": TENSORS_FILE, "half": half},
         "versions": {"ctdenoise": ctdenoise.__version__, "torch": torch.__version__},
     }
-    if clip:
+    if clip is not None:
         config["encoder"] = {
-            "name": model.config.encoder_name,
-            "weights_sha256": model.encoder_weights_sha256,
-            "weights_origin": model.encoder_weights_origin,
+            "name": clip.config.encoder_name,
+            "weights_sha256": clip.encoder_weights_sha256,
+            "weights_origin": clip.encoder_weights_origin,
             "included": include_encoder,
-            "trained": model.config.train_encoder,
+            "trained": clip.config.train_encoder,
         }
     directory.mkdir(parents=True, exist_ok=True)
     try:
@@ -167,7 +167,7 @@ def load_checkpoint(
         raise CheckpointError(f"{tensors_path}: unreadable safetensors file: {exc}") from exc
     _load_tensors(model, tensors, include_encoder=include_encoder, source=tensors_path)
     if isinstance(model, CLIPDenoiser):
-        _restore_encoder(model, encoder, encoder_weights, directory)
+        _restore_encoder(model, config["encoder"], encoder_weights, directory)
     return model.to(map_location).eval()
 
 

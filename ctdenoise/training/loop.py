@@ -252,10 +252,10 @@ class _Run:
         so a fine-tuned model is labelled as its starting model was. ConfigError if the architectures differ.
         """
         start = load_checkpoint(directory)
-        if start.config != model.config:
+        if not isinstance(start, CLIPDenoiser) or start.config != model.config:
+            held = start.config.to_dict() if isinstance(start, CLIPDenoiser) else f"a {type(start).__name__}"
             raise ConfigError(
-                "init_model",
-                f"{directory} has architecture {start.config.to_dict()}, but the recipe's model is {model.config.to_dict()}",
+                "init_model", f"{directory} has architecture {held}, but the recipe's model is {model.config.to_dict()}"
             )
         model.load_state_dict(start.state_dict())
         model.encoder_weights_sha256 = start.encoder_weights_sha256
