@@ -25,11 +25,12 @@ from ctdenoise.errors import CTDenoiseError, OutputError
 from ctdenoise.jobs.interrupt import StopRequested
 
 #: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS = ("denoise", "evaluate", "example", "info", "iq", "serve", "simulate", "train")
+SUBCOMMANDS = ("adapt", "denoise", "evaluate", "example", "info", "iq", "serve", "simulate", "train")
 
 #: The one-line help of subcommands, which their modules register and ``ctdenoise --help`` lists without
 #: importing them (a subcommand missing here is imported to be listed).
 COMMAND_HELP = {
+    "adapt": "fine-tune a model on your own noisy series (self-supervised) with a do-no-harm guard",
     "denoise": "denoise DICOM series / NIfTI volumes",
     "evaluate": "score the model and baselines on paired low-/normal-dose CT (Mayo-2016 or folder pairs)",
     "example": "write the example CT series",
