@@ -3,7 +3,7 @@
 Budget (performance issue): mean |dHU| <= 0.5 and max |dHU| <= 3 against the fp32 eager output of the
 same weights on the CPU. Slice: pydicom-data's 693_UNCR.dcm (or ``--slice-file``). The fast path runs on
 ``--device``; on a CUDA device each precision is also measured replayed as a CUDA graph. Prints a table
-and writes JSON; decides nothing itself (the defaults in ``ctdenoise.accelerate.resolve_precision``
+and writes JSON; decides nothing itself (the defaults in ``ctdenoise.runtime.precision.resolve_precision``
 follow its results).
 
 Usage: python benchmarks/accuracy.py OUT.json [--model auto|random|PATH] [--precisions fp32,bf16,fp16]
@@ -22,9 +22,9 @@ import torch
 from pydicom.data import get_testdata_file
 
 from common import environment, load_benchmark_model, model_fields, write_json
-from ctdenoise.accelerate import prepare_model
-from ctdenoise.inference import resolve_device
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.runtime.prepare import prepare, resolve_device
+from ctdenoise.runtime.settings import InferenceSettings
 
 MEAN_BUDGET_HU, MAX_BUDGET_HU = 0.5, 3.0
 SLICE_FILE = "693_UNCR.dcm"
@@ -53,8 +53,9 @@ def main() -> None:
         eager = unit_to_hu(model.eval()(unit))[0, 0].numpy()
         rows = []
         for config in configs:
-            fast = prepare_model(model, "cpu" if config["onnxruntime"] else device, config["precision"], batch_size=1,
-                                 cuda_graphs=config["cuda_graphs"], onnxruntime=config["onnxruntime"])
+            fast = prepare(model, InferenceSettings(
+                device="cpu" if config["onnxruntime"] else str(device), precision=config["precision"], batch_size=1,
+                cuda_graphs=config["cuda_graphs"], backend="onnxruntime" if config["onnxruntime"] else "torch"))
             start = time.perf_counter()
             out = unit_to_hu(fast(unit.to(fast.device)))[0, 0].cpu().numpy()
             seconds = time.perf_counter() - start

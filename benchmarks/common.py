@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ctdenoise.accelerate import cpu_flags, cpu_has_native_bf16
 from ctdenoise.io.hashing import sha256_file
 from ctdenoise.model import CLIPDenoiser, ModelConfig, save_checkpoint
 from ctdenoise.model.config import encoder_spec
 from ctdenoise.model.encoder import make_stage
 from ctdenoise.registry import available_models, load_model, resolve_model_dir
+from ctdenoise.runtime.precision import cpu_flags, cpu_has_native_bf16
 
 RSS_SAMPLE_SECONDS = 0.005
 

@@ -31,15 +31,11 @@ from pathlib import Path
 
 from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, write_json
 from ctdenoise.cli import main as cli_main
-from ctdenoise.inference import (
-    BACKEND_CHOICES,
-    InferenceSettings,
-    denoise_volume,
-    prepare_for_settings,
-    resolve_backend,
-    resolve_device,
-)
 from ctdenoise.io import DicomOutput, find_series, read_volume, write_volume
+from ctdenoise.runtime.denoise import denoise_volume
+from ctdenoise.runtime.options import BACKEND_CHOICES
+from ctdenoise.runtime.prepare import prepare, resolve_backend, resolve_device
+from ctdenoise.runtime.settings import InferenceSettings
 from series import add_data_arguments, build_series, data_fields
 
 QUICK = {"slices": 4, "repeats": 1}
@@ -118,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         series, data = build_series(args, work / "in" / "series")
         model_arg = cli_model_argument(label, model, work / "model")
-        runner, prepare_s = stopwatch(lambda: prepare_for_settings(model, settings))
+        runner, prepare_s = stopwatch(lambda: prepare(model, settings))
         for repeat in range(args.repeats):  # interleaved, so every stage sees the same machine load
             volume, seconds = stopwatch(lambda: read_series(series, args.io_workers))
             record("io_floor_read_s", seconds)

@@ -8,7 +8,7 @@ chest CT). Every repeat runs, for each backend in turn (``torch`` then ``onnxrun
 * ``model``: the model alone in this process on the slices read from the series (``denoise_hu`` with
   the runner of that backend prepared, and its ONNX session opened, before the repeats).
 
-No ``--batch-size`` is passed: both run at the CLI's default (``ctdenoise.inference.DEFAULT_BATCH_SIZE``,
+No ``--batch-size`` is passed: both run at the CLI's default (``ctdenoise.runtime.settings.DEFAULT_BATCH_SIZE``,
 recorded in the JSON). Reported: per repeat and median seconds of each, the ratio onnxruntime / torch per
 repeat (below 1: ONNX Runtime faster) and its median, and whether ONNX Runtime was faster in every repeat.
 ``--quick``: 2 slices, 2 repeats (a check that it runs, not a measurement). Needs ``ctdenoise[onnx]``.
@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 
 from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, timed, write_json
-from ctdenoise.inference import DEFAULT_BATCH_SIZE, InferenceSettings, denoise_hu, prepare_for_settings
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.prepare import prepare
+from ctdenoise.runtime.settings import DEFAULT_BATCH_SIZE, InferenceSettings
 from end_to_end import read_series
 from series import add_data_arguments, build_series, data_fields
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         series, data = build_series(args, work / "in" / "series")
         model_arg = cli_model_argument(label, model, work / "model")
         hu = read_series(series).hu
-        runners = {b: prepare_for_settings(model, settings[b]) for b in BACKENDS}
+        runners = {b: prepare(model, settings[b]) for b in BACKENDS}
         for b in BACKENDS:  # warm-up (opens the ONNX Runtime session of the padded batch shape), not timed
             denoise_hu(runners[b], hu[:1], settings[b])
         for repeat in range(args.repeats):  # interleaved: both backends in every repeat, same order
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
               f"ort/torch {s['median_ratio_ort_over_torch']:.3f}  ort faster every repeat: {s['ort_faster_every_repeat']}")
     write_json(args.out, {
         "benchmark": "ort_vs_torch", "model": label, **model_fields(label), "slices": data.slices, **data_fields(data),
-        "batch_size": DEFAULT_BATCH_SIZE["cpu"], "batch_size_source": "ctdenoise.inference.DEFAULT_BATCH_SIZE['cpu'] (CLI default)",
+        "batch_size": DEFAULT_BATCH_SIZE["cpu"], "batch_size_source": "ctdenoise.runtime.settings.DEFAULT_BATCH_SIZE['cpu'] (CLI default)",
         "repeats": args.repeats, "quick": args.quick, "order": list(BACKENDS),
         "statistic": "wall seconds per repeat; medians over the repeats; ratio per repeat, then its median",
         **env, "results": summary,

@@ -51,15 +51,10 @@ from common import (
     write_json,
 )
 from ctdenoise.evaluate.methods import NLM_SETTINGS, bm3d_available, classical_method
-from ctdenoise.inference import (
-    DEFAULT_BATCH_SIZE,
-    InferenceSettings,
-    denoise_hu,
-    prepare_for_settings,
-    resolve_backend,
-    resolve_device,
-)
 from ctdenoise.intensity import hu_to_unit
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.prepare import prepare, resolve_backend, resolve_device
+from ctdenoise.runtime.settings import DEFAULT_BATCH_SIZE, InferenceSettings
 from end_to_end import read_series
 from series import add_data_arguments, build_series, data_fields
 
@@ -137,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         series, data = build_series(args, work / "in" / "series")
         model_arg = cli_model_argument(label, model, work / "model")
         hu = read_series(series).hu
-        runner = prepare_for_settings(model, settings)
+        runner = prepare(model, settings)
         reference = ReferenceForward(model)
         denoise_hu(runner, hu[:batch], settings)  # warm-up calls, not timed
         reference_over(reference, hu[:batch], batch, device)

@@ -6,7 +6,7 @@ with the reference, batch size by batch size and repeat by repeat, so the ratios
 machine load. Prints a table and writes JSON.
 
 Variants: ``reference``; ``eager`` (ctdenoise's plain model, fp32, no layer4); ``fast-<precision>``
-(:func:`ctdenoise.accelerate.prepare_model`: BN folded, channels-last, fp32/bf16/fp16 autocast with an fp32
+(:func:`ctdenoise.runtime.prepare.prepare`: BN folded, channels-last, fp32/bf16/fp16 autocast with an fp32
 last layer); ``compiled-<precision>`` (the same through ``torch.compile``; ``--compile`` adds
 compiled-fp32 and compiled-bf16); ``graphed-<precision>`` (the same replayed as a CUDA graph, CUDA only);
 ``compiled_graphed-<precision>`` (the compiled model replayed as a CUDA graph); ``ort-fp32`` (the
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from common import PeakMemory, ReferenceForward, environment, load_benchmark_model, median, timed, write_json
-from ctdenoise.accelerate import prepare_model
-from ctdenoise.inference import resolve_device
+from ctdenoise.runtime.prepare import prepare, resolve_device
+from ctdenoise.runtime.settings import InferenceSettings
 
 BASE_VARIANTS = ("reference", "eager", "fast-fp32", "fast-bf16")
 PREPARED_KINDS = {
@@ -36,7 +36,7 @@ PREPARED_KINDS = {
     "compiled": {"compile": True},
     "graphed": {"cuda_graphs": True},
     "compiled_graphed": {"compile": True, "cuda_graphs": True},
-    "ort": {"onnxruntime": True},
+    "ort": {"backend": "onnxruntime"},
 }
 
 
@@ -49,7 +49,8 @@ def build_variant(name: str, model: torch.nn.Module, device: torch.device, batch
     kind, _, precision = name.partition("-")
     if kind not in PREPARED_KINDS or not precision:
         raise SystemExit(f"unknown variant {name!r}: reference, eager, or {'|'.join(PREPARED_KINDS)}-fp32|bf16|fp16")
-    return prepare_model(model, device, precision, batch_size=batch, **PREPARED_KINDS[kind])
+    options = {"backend": "torch", **PREPARED_KINDS[kind]}
+    return prepare(model, InferenceSettings(device=str(device), precision=precision, batch_size=batch, **options))
 
 
 def main() -> None:

@@ -60,15 +60,14 @@ def load_model(
 
     ``clip_weights`` is a CLIP weight file for checkpoints that reference their encoder by sha256
     instead of carrying it (else the user cache / download is tried). Loading never unpickles:
-    checkpoints are safetensors plus JSON, verified by hash. The model's ``model_dir`` attribute is the
-    folder it was loaded from.
+    checkpoints are safetensors plus JSON, verified by hash. To run it, prepare it once
+    (:func:`ctdenoise.runtime.prepare.load_prepared` loads and prepares in one step, keeping the model's
+    label and folder).
     """
     from ctdenoise.model import load_checkpoint
 
     directory = resolve_model_dir(spec)
-    model = load_checkpoint(directory, encoder_weights=clip_weights, map_location=map_location)
-    model.model_dir = directory  # where its strength table is looked up (strength "auto")
-    return model.eval()
+    return load_checkpoint(directory, encoder_weights=clip_weights, map_location=map_location).eval()
 
 
 def model_card(spec: str | Path | None = None) -> str | None:

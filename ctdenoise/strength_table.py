@@ -2,7 +2,7 @@
 
 ``--strength auto`` (and ``strength="auto"`` in the MONAI transforms and the bundle) sets each series' strength
 from its estimated noise (:func:`ctdenoise.noise_estimate.estimate_noise_hu`) through a table fitted for one
-model on its validation set (``scripts/choose_strength.py --write-table``). The table is a list of points
+model on its validation set (``ctdenoise strength fit --write-table``). The table is a list of points
 ``[noise_hu, strength]``: noise strictly increasing, strength non-decreasing in [0, 1]; between points the
 strength is interpolated linearly, outside them it is the first or last point's (clamped). A table records the
 sha256 of the model tensors it was fitted for and is refused for any other model.
@@ -21,9 +21,9 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 
 from ctdenoise.errors import ModelError
-from ctdenoise.inference_options import AUTO_STRENGTH  # "auto": the strength value that asks for the table
 from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.registry import recorded_tensors_sha256
+from ctdenoise.runtime.options import AUTO_STRENGTH  # "auto": the strength value that asks for the table
 
 STRENGTH_TABLE_FILE = "strength.json"
 TABLE_FORMAT = "ctdenoise-strength-table"
@@ -68,8 +68,8 @@ def read_strength_table(model_dir: str | Path) -> StrengthTable:
     if not path.is_file():
         raise ModelError(
             f"{directory}: this model folder has no {STRENGTH_TABLE_FILE}, so strength 'auto' cannot be used with "
-            f"it; give a numeric strength from 0 to 1, or fit a table with `python scripts/choose_strength.py "
-            f"--model {directory} --write-table`"
+            f"it; give a numeric strength from 0 to 1, or fit a table with `ctdenoise strength fit RECIPE.yaml "
+            f"--model {directory} --write-table` (RECIPE.yaml: a training recipe whose validation set is scored)"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -83,7 +83,7 @@ def read_strength_table(model_dir: str | Path) -> StrengthTable:
     if fitted_for != model_sha:
         raise ModelError(
             f"{path}: fitted for model tensors sha256 {fitted_for}, but this folder's model has {model_sha}; "
-            f"refusing to apply it (refit with `python scripts/choose_strength.py --model {directory} --write-table`)"
+            f"refusing to apply it (refit with `ctdenoise strength fit RECIPE.yaml --model {directory} --write-table`)"
         )
     return StrengthTable(points, fitted_for, str(path))
 
@@ -91,7 +91,7 @@ def read_strength_table(model_dir: str | Path) -> StrengthTable:
 def strength_setting(
     strength: float | str | StrengthTable, model_dir: str | Path | None
 ) -> float | StrengthTable:
-    """What :class:`~ctdenoise.inference.InferenceSettings` takes as ``strength`` for a user's value: a number
+    """What :class:`~ctdenoise.runtime.settings.InferenceSettings` takes as ``strength`` for a user's value: a number
     or a table as it is, ``"auto"`` the table of the model folder ``model_dir`` (:func:`read_strength_table`;
     :class:`ModelError` when ``model_dir`` is None, i.e. the model was not loaded from a folder). Any other text
     raises :class:`ModelError` saying what is accepted."""
@@ -100,8 +100,9 @@ def strength_setting(
             raise ModelError(f"strength {strength!r} is neither a number from 0 to 1 nor {AUTO_STRENGTH!r}")
         if model_dir is None:
             raise ModelError(
-                "strength 'auto' needs a model loaded from its folder (ctdenoise.registry.load_model), whose "
-                f"{STRENGTH_TABLE_FILE} gives the strength; this model does not say where it was loaded from"
+                "strength 'auto' needs a model loaded from its folder and prepared "
+                f"(ctdenoise.runtime.prepare.load_prepared), whose {STRENGTH_TABLE_FILE} gives the strength; this "
+                "model does not say where it was loaded from"
             )
         return read_strength_table(model_dir)
     return strength

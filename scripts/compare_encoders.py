@@ -8,7 +8,7 @@ Usage (the shipped model's table was made with exactly this)::
 
 Each held-out slice (read with :func:`ctdenoise.io.read_volume`, never seen in training) gets a
 quarter-dose version from :func:`ctdenoise.simulate.simulate_low_dose` for each seed; every run's
-``model/`` denoises it through :func:`ctdenoise.inference.denoise_hu` (the path ``ctdenoise denoise``
+``model/`` denoises it through :func:`ctdenoise.runtime.denoise.denoise_hu` (the path ``ctdenoise denoise``
 takes, fp32 on the CPU), and PSNR/SSIM/RMSE are computed against the normal-dose slice under the
 ``redcnn`` and ``clip-paper`` protocols, averaged over slices and seeds. The noisy input is scored as
 the baseline row. ``--export-best`` writes the run with the highest ``redcnn`` PSNR in half precision
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdenoise.inference import InferenceSettings, denoise_hu
 from ctdenoise.metrics import compute_metrics
 from ctdenoise.model import export_half, load_checkpoint
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.simulate import simulate_low_dose
 from ctdenoise.training.config import DataConfig
 from ctdenoise.training.data import CTSlice, load_slices, split_series

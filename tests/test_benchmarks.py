@@ -165,7 +165,7 @@ def test_peers_quick_runs_every_method_on_the_same_slices_and_skips_a_missing_bm
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_ort_vs_torch_quick_interleaves_both_backends_at_the_cli_default_batch_size(tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
-    from ctdenoise.inference import DEFAULT_BATCH_SIZE
+    from ctdenoise.runtime.settings import DEFAULT_BATCH_SIZE
 
     out = tmp_path / "ort.json"
     ort_vs_torch.main([str(out), "--quick", *TINY])

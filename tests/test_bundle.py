@@ -46,8 +46,10 @@ def test_bundle_run_denoises_a_nifti_file_in_its_geometry(tiny_checkpoint, tmp_p
     out = nib.load(tmp_path / "out" / "ct_denoised.nii.gz")
     assert out.shape == hu.shape
     np.testing.assert_allclose(out.affine, affine, atol=1e-5)
-    from ctdenoise.inference import DEFAULT_STRENGTH, InferenceSettings, denoise_hu
     from ctdenoise.model import load_checkpoint
+    from ctdenoise.runtime.denoise import denoise_hu
+    from ctdenoise.runtime.options import DEFAULT_STRENGTH
+    from ctdenoise.runtime.settings import InferenceSettings
 
     settings = InferenceSettings(device="cpu", strength=DEFAULT_STRENGTH if strength is None else strength)
     expected = denoise_hu(load_checkpoint(tiny_checkpoint), np.moveaxis(hu, -1, 0), settings)
@@ -57,7 +59,7 @@ def test_bundle_run_denoises_a_nifti_file_in_its_geometry(tiny_checkpoint, tmp_p
 def test_bundle_strength_defaults_to_the_shared_constant():
     from monai.bundle import ConfigParser
 
-    from ctdenoise.inference import DEFAULT_STRENGTH
+    from ctdenoise.runtime.options import DEFAULT_STRENGTH
 
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.yaml"))

@@ -16,7 +16,7 @@ from ctdenoise.cli import COMMAND_HELP, EXIT_USAGE, build_parser, main
 STARTUP = """
 import sys
 from ctdenoise.cli import main
-for argv in (["--help"], ["denoise", "--help"], ["serve", "--help"]):
+for argv in (["--help"], ["denoise", "--help"], ["serve", "--help"], ["strength", "fit", "--help"], ["export", "--help"]):
     try:
         main(argv)
     except SystemExit:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -11,7 +15,9 @@ from monai.inferers import SliceInferer
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, SaveImaged
 
 from ctdenoise.errors import ConfigError
-from ctdenoise.inference import InferenceSettings, denoise_hu
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.prepare import load_prepared, prepare
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.transforms import DenoiseSlices, DenoiseSlicesd, HUToModelRange, HUToModelRanged
 
 CPU = InferenceSettings(device="cpu")
@@ -45,6 +51,56 @@ def test_denoise_hu_accepts_a_single_slice_and_reports_progress(tiny_model, hu_v
     out = denoise_hu(tiny_model, hu_volume[0], CPU, progress=done.append)
     assert out.shape == hu_volume[0].shape
     assert sum(done) == 1
+
+
+def test_a_prepared_model_is_reused_and_gives_what_a_one_off_call_gives(tiny_model, hu_volume, monkeypatch):
+    prepared = prepare(tiny_model, CPU)
+    one_off = denoise_hu(tiny_model, hu_volume, CPU)
+    copies: list[object] = []
+    monkeypatch.setattr("ctdenoise.runtime.prepare.inference_copy", lambda *args: copies.append(args))
+    np.testing.assert_allclose(denoise_hu(prepared, hu_volume), one_off, atol=1e-3)
+    half = denoise_hu(prepared, hu_volume, replace(CPU, strength=0.5))  # the strength may change per call
+    np.testing.assert_allclose(half, hu_volume + 0.5 * (one_off - hu_volume), atol=1e-3)
+    assert copies == []  # neither call copied (nor BN-folded, nor exported) the network again
+
+
+def test_a_prepared_model_refuses_settings_that_would_run_it_differently(tiny_model, hu_volume):
+    prepared = prepare(tiny_model, CPU)
+    with pytest.raises(ConfigError, match="prepared for .*prepare it again"):
+        denoise_hu(prepared, hu_volume, InferenceSettings(device="cpu", batch_size=1))
+    with pytest.raises(ConfigError, match="prepared for"):
+        DenoiseSlices(prepared, settings=InferenceSettings(device="cpu", precision="bf16"))
+
+
+def test_load_prepared_carries_label_folder_and_provenance(tiny_checkpoint):
+    from ctdenoise.registry import model_label
+
+    prepared = load_prepared(tiny_checkpoint, CPU)
+    assert prepared.model_dir == tiny_checkpoint and prepared.label == model_label(tiny_checkpoint)
+    assert prepared.provenance == f"CLIPDenoising-architecture model {prepared.label} (encoder: random init, frozen)"
+    assert prepared.settings == CPU and prepared.backend in ("torch", "onnxruntime")
+    assert prepare(prepared.network, CPU).label == "unlabelled"
+
+
+def test_import_ctdenoise_is_light_and_exports_the_front_door():
+    """``import ctdenoise`` imports neither torch nor pydicom; its front-door names load on first use."""
+    code = (
+        "import sys, ctdenoise\n"
+        "assert 'torch' not in sys.modules and 'pydicom' not in sys.modules, sorted(sys.modules)\n"
+        "ctdenoise.InferenceSettings(strength=0.5)\n"
+        "assert 'torch' not in sys.modules\n"
+        "from ctdenoise.runtime.settings import InferenceSettings\n"
+        "from ctdenoise.runtime.denoise import denoise_volume\n"
+        "from ctdenoise.io import Volume, read_volume, write_volume\n"
+        "from ctdenoise.registry import load_model\n"
+        "assert ctdenoise.denoise_volume is denoise_volume and ctdenoise.load_model is load_model\n"
+        "assert (ctdenoise.read_volume, ctdenoise.write_volume, ctdenoise.Volume) == (read_volume, write_volume, Volume)\n"
+        "assert set(ctdenoise.__all__) == {'CTDenoiseError', '__version__', *ctdenoise.LAZY_EXPORTS}\n"
+        "assert set(ctdenoise.__all__) <= set(dir(ctdenoise))\n"
+        "try:\n    ctdenoise.no_such_name\nexcept AttributeError as error:\n    assert 'no_such_name' in str(error)\n"
+        "else:\n    raise AssertionError('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The package's one-way layering, read from the source with ``ast`` (every import, also those inside functions):
-io -> intensity -> model -> inference -> jobs -> serve -> cli, lower layers never importing higher ones;
+foundation -> io -> intensity -> model -> runtime -> jobs -> serve -> cli, lower layers never importing higher ones,
+and every module in exactly one layer; the front door (``ctdenoise/__init__.py``) imports its names lazily;
 the DICOM node uses the jobs' one-series function, not the batch runner; the batch and sharding runs are peers."""
 
 from __future__ import annotations
@@ -13,15 +14,26 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ctdenoise"
 
 #: Lowest first; a module may import its own layer and the layers before it, never one after it.
 LAYERS = (
-    ("ctdenoise.io",),
-    ("ctdenoise.intensity",),
+    # foundation: the version, the error types, reading a config file
+    ("ctdenoise._version", "ctdenoise.errors", "ctdenoise.config_files"),
+    # io: volumes in and out; the example series written with it
+    ("ctdenoise.io", "ctdenoise.examples"),
+    # intensity: HU and the image science on plain arrays (windows, metrics, noise, kernels, simulated dose)
+    ("ctdenoise.intensity", "ctdenoise.html_page", "ctdenoise.metrics", "ctdenoise.noise_estimate",
+     "ctdenoise.recon_kernels", "ctdenoise.simulate"),
+    # model: networks, checkpoints, where models come from
     ("ctdenoise.model", "ctdenoise.model_files", "ctdenoise.registry"),
-    ("ctdenoise.inference", "ctdenoise.inference_options", "ctdenoise.accelerate", "ctdenoise.transfer",
-     "ctdenoise.onnx_runtime"),
-    ("ctdenoise.jobs",),
+    # runtime: a model prepared once for a device/precision/engine, run on HU; a model's strength table
+    ("ctdenoise.runtime", "ctdenoise.strength_table"),
+    # jobs: what runs prepared models over data (folder runs, MONAI transforms, training, evaluation, IQ, adaptation)
+    ("ctdenoise.jobs", "ctdenoise.transforms", "ctdenoise.training", "ctdenoise.evaluate", "ctdenoise.iq",
+     "ctdenoise.adapt"),
     ("ctdenoise.serve",),
-    ("ctdenoise.cli",),
+    ("ctdenoise.cli", "ctdenoise.__main__"),
 )
+
+#: The front door (``ctdenoise/__init__.py``): outside the layers; it re-exports names of the layers lazily.
+FRONT_DOOR = "ctdenoise"
 
 
 def module_name(path: Path) -> str:
@@ -75,15 +87,39 @@ def upward_imports(imports: dict[str, set[str]]) -> list[str]:
 
 def test_lower_layers_never_import_higher_ones():
     imports = package_imports()
-    assert {"ctdenoise.io.read", "ctdenoise.jobs.series", "ctdenoise.serve.derive", "ctdenoise.cli.serve"} <= set(imports)
+    assert {"ctdenoise.io.read", "ctdenoise.jobs.series", "ctdenoise.serve.derive", "ctdenoise.cli.serve",
+            "ctdenoise.runtime.prepare", "ctdenoise.runtime.backends.onnx_runtime"} <= set(imports)
     assert upward_imports(imports) == []
+
+
+def test_every_module_is_in_exactly_one_layer():
+    modules = set(package_imports()) - {FRONT_DOOR}
+    assert sorted(m for m in modules if layer_of(m) is None) == []
+    prefixes = [p for layer in LAYERS for p in layer]
+    assert len(prefixes) == len(set(prefixes))
+    overlapping = [(a, b) for a in prefixes for b in prefixes if a != b and b.startswith(a + ".")]
+    assert overlapping == []
+
+
+def test_the_front_door_imports_lazily_and_no_module_imports_its_exports():
+    """``ctdenoise/__init__.py`` imports only the foundation when it runs (its exports load on first use, PEP 562;
+    ``TYPE_CHECKING`` imports are for type checkers), and no module imports a front-door export from it."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    run_time = {f"{node.module}" for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 0}
+    run_time |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    assert {m for m in run_time if m.startswith("ctdenoise")} <= {"ctdenoise._version", "ctdenoise.errors"}
+    from ctdenoise import LAZY_EXPORTS
+
+    exports = {f"{FRONT_DOOR}.{name}" for name in LAZY_EXPORTS}
+    assert [f"{module} imports {target}" for module, targets in sorted(package_imports().items())
+            for target in sorted(targets) if target in exports] == []
 
 
 def test_the_checker_finds_an_upward_import():
     """A lower layer importing the jobs, the node or the CLI, also inside a function or relatively, is found."""
     sources = {
         "ctdenoise.io.read": "def f():\n    from ctdenoise.jobs.series import denoise_series\n",
-        "ctdenoise.inference": "import ctdenoise.serve.node\n",
+        "ctdenoise.runtime.denoise": "import ctdenoise.serve.node\n",
         "ctdenoise.jobs.batch": "from ctdenoise.cli import main\n",
         "ctdenoise.jobs.runner": "from ..serve import derive\n",
     }
@@ -92,7 +128,7 @@ def test_the_checker_finds_an_upward_import():
     assert upward_imports(imports) == [
         "ctdenoise.io.read imports ctdenoise.jobs.series",
         "ctdenoise.io.read imports ctdenoise.jobs.series.denoise_series",
-        "ctdenoise.inference imports ctdenoise.serve.node",
+        "ctdenoise.runtime.denoise imports ctdenoise.serve.node",
         "ctdenoise.jobs.batch imports ctdenoise.cli",
         "ctdenoise.jobs.batch imports ctdenoise.cli.main",
         "ctdenoise.jobs.runner imports ctdenoise.serve",

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from ctdenoise.onnx_runtime import onnxruntime_installed
+from ctdenoise.runtime.backends.onnx_runtime import onnxruntime_installed
 
 RUN = """
 import torch
-from ctdenoise.onnx_runtime import OnnxRuntimeForward
+from ctdenoise.runtime.backends.onnx_runtime import OnnxRuntimeForward
 forward = OnnxRuntimeForward(torch.nn.Conv2d(1, 1, 3, padding=1).eval(), threads=1)
 print(tuple(forward(torch.zeros(1, 1, 8, 8)).shape))
 """

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from ctdenoise.accelerate import InferenceModel
 from ctdenoise.errors import OutputError
-from ctdenoise.inference import InferenceSettings, denoise_hu
 from ctdenoise.io import Volume
 from ctdenoise.jobs.overlap import ComputeAborted, SliceGate, denoise_while_writing
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.prepare import PreparedModel, prepare
+from ctdenoise.runtime.settings import InferenceSettings
 
-SETTINGS = InferenceSettings(device="cpu", precision="fp32", batch_size=1)
+SETTINGS = InferenceSettings(device="cpu", precision="fp32", batch_size=1, backend="torch")
 
 
 class SlowHalf(torch.nn.Module):
@@ -35,8 +36,8 @@ class SlowHalf(torch.nn.Module):
         return x * 0.5
 
 
-def runner(module: torch.nn.Module) -> InferenceModel:
-    return InferenceModel(module, torch.device("cpu"), None)
+def runner(module: torch.nn.Module) -> PreparedModel:
+    return prepare(module, SETTINGS)
 
 
 def volume(slices: int = 8) -> Volume:
@@ -85,9 +86,10 @@ def test_a_failed_writer_stops_the_computation_early_and_its_error_is_raised(tmp
         slice_ready(1)
         raise OutputError(tmp_path, "disk full")
 
+    prepared = runner(model)
     with pytest.raises(OutputError, match="disk full"):
-        denoise_while_writing(runner(model), volume(slices=40), SETTINGS, write)
-    assert model.calls < 40
+        denoise_while_writing(prepared, volume(slices=40), SETTINGS, write)
+    assert prepared.network.calls < 40
 
 
 def test_slice_gate_releases_waiters_in_order_and_refuses_after_abort():

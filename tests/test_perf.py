@@ -1,4 +1,4 @@
-"""Specification of the fast inference path (ctdenoise.accelerate, ctdenoise.transfer).
+"""Specification of the fast inference path (ctdenoise.runtime.prepare, ctdenoise.runtime.transfer).
 
 The fast path must compute the same function as the plain fp32 model: BatchNorm folding and
 channels-last are exact up to float rounding, and the default precision on the CPU stays within the
@@ -16,19 +16,15 @@ import pytest
 import torch
 from pydicom.data import get_testdata_file
 
-from ctdenoise.accelerate import (
-    InferenceModel,
-    cpu_flags,
-    cpu_has_native_bf16,
-    fold_encoder_batchnorm,
-    prepare_model,
-    resolve_precision,
-)
 from ctdenoise.errors import ConfigError, ModelError
-from ctdenoise.inference import InferenceSettings, denoise_hu, prepare_for_settings, resolve_backend
 from ctdenoise.model import CLIPDenoiser, ModelConfig
 from ctdenoise.registry import available_models, load_model
-from ctdenoise.transfer import BatchTransfer
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.network import fold_encoder_batchnorm
+from ctdenoise.runtime.precision import cpu_flags, cpu_has_native_bf16, resolve_precision
+from ctdenoise.runtime.prepare import prepare, resolve_backend
+from ctdenoise.runtime.settings import InferenceSettings
+from ctdenoise.runtime.transfer import BatchTransfer
 
 CPU = torch.device("cpu")
 MEAN_HU_BUDGET = 0.5
@@ -105,26 +101,26 @@ def test_folding_refuses_an_encoder_in_training_mode():
         fold_encoder_batchnorm(trainable)
 
 
-def test_prepare_model_leaves_the_original_untouched(model):
+def test_prepare_leaves_the_original_untouched(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    fast = prepare_model(model, CPU, "fp32")
-    assert isinstance(fast, InferenceModel) and prepare_model(fast, CPU) is fast
+    fast = prepare(model, InferenceSettings(device="cpu", precision="fp32", backend="torch"))
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.network.encoder.modules())
     assert fast.describe() == {
         "device": "cpu", "precision": "fp32", "batchnorm_folded": True, "channels_last": True, "compiled": False,
         "cuda_graphs": False, "onnxruntime": False,
     }
+    assert fast.engines == ("eager",) and fast.fixed_batch_size is None and fast.batch_size == 2
 
 
-def test_cuda_graphs_are_refused_on_the_cpu_and_need_a_fixed_batch_size(model):
-    with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
-        prepare_model(model, CPU, "fp32", batch_size=2, cuda_graphs=True)
-    with pytest.raises(ConfigError, match="fixed batch size"):
-        prepare_model(model, "cuda", "fp16", cuda_graphs=True)
+def test_cuda_graphs_are_refused_without_a_cuda_device(model, monkeypatch):
     with pytest.raises(ConfigError, match="cuda_graphs"):
         InferenceSettings(device="cpu", cuda_graphs=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # device auto then resolves to the CPU
+    with pytest.raises(ConfigError, match="cuda_graphs backend cannot run on cpu here: it needs a CUDA device"):
+        prepare(model, InferenceSettings(cuda_graphs=True, backend="torch"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
@@ -133,7 +129,8 @@ def test_cuda_graph_replay_matches_the_plain_fast_path_and_keeps_earlier_results
     plain = denoise_hu(model, hu, InferenceSettings(device="cuda", precision="fp16", batch_size=2))
     graphed = denoise_hu(model, hu, InferenceSettings(device="cuda", precision="fp16", batch_size=2, cuda_graphs=True))
     np.testing.assert_allclose(graphed, plain, atol=0.05)
-    runner = prepare_model(model, "cuda", "fp16", batch_size=1, cuda_graphs=True)
+    runner = prepare(model, InferenceSettings(device="cuda", precision="fp16", batch_size=1, cuda_graphs=True))
+    assert runner.fixed_batch_size == 1 and runner.engines == ("eager", "cuda_graphs")
     x = torch.rand(2, 1, 1, 32, 32, device="cuda")
     with torch.inference_mode():
         first = runner(x[0])
@@ -199,8 +196,8 @@ def test_onnxruntime_backend_pads_odd_batches_and_matches_torch(model):
     pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
     hu = np.random.default_rng(3).normal(0, 300, (3, 40, 52)).astype(np.float32)
     plain = denoise_hu(model, hu, InferenceSettings(device="cpu", precision="fp32", batch_size=2, backend="torch"))
-    runner = prepare_model(model, CPU, "fp32", batch_size=2, onnxruntime=True)
-    assert runner.fixed_batch_size == 2 and runner.describe()["onnxruntime"]
+    runner = prepare(model, InferenceSettings(device="cpu", precision="fp32", batch_size=2, backend="onnxruntime"))
+    assert runner.fixed_batch_size == 2 and runner.describe()["onnxruntime"] and runner.backend == "onnxruntime"
     np.testing.assert_allclose(denoise_hu(runner, hu), plain, atol=0.05)
 
 
@@ -211,27 +208,28 @@ def test_onnxruntime_backend_refuses_gpu_half_precision_and_names_the_missing_pa
     with pytest.raises(ConfigError, match="not one of auto, torch, onnxruntime"):
         InferenceSettings(backend="tensorrt")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
-    with pytest.raises(ConfigError, match=r"needs the onnxruntime package: pip install \"ctdenoise\[onnx\]\""):
-        prepare_model(model, CPU, "fp32", batch_size=1, onnxruntime=True)
+    with pytest.raises(ConfigError, match=r"needs the CPU, fp32, and the onnxruntime and onnx packages: "
+                       r"pip install \"ctdenoise\[onnx\]\""):
+        prepare(model, InferenceSettings(batch_size=1, backend="onnxruntime"))
 
 
 def test_backend_auto_takes_onnxruntime_for_fp32_cpu_runs_when_installed_and_torch_otherwise(model, monkeypatch):
     """The default backend: ONNX Runtime where it was measured faster (fp32 on the CPU), if installed."""
     assert InferenceSettings().backend == "auto"
-    monkeypatch.setattr("ctdenoise.inference.onnxruntime_installed", lambda: True)
+    monkeypatch.setattr("ctdenoise.runtime.backends.onnx_runtime.onnxruntime_installed", lambda: True)
     assert resolve_backend(InferenceSettings(device="cpu")) == "onnxruntime"
     assert resolve_backend(InferenceSettings(device="cpu", precision="fp32")) == "onnxruntime"
     for other in ({"precision": "bf16"}, {"compile": True}, {"backend": "torch"}):
         assert resolve_backend(InferenceSettings(device="cpu", **other)) == "torch"
     if torch.cuda.is_available():
         assert resolve_backend(InferenceSettings(device="auto")) == "torch"
-    monkeypatch.setattr("ctdenoise.inference.onnxruntime_installed", lambda: False)
+    monkeypatch.setattr("ctdenoise.runtime.backends.onnx_runtime.onnxruntime_installed", lambda: False)
     assert resolve_backend(InferenceSettings(device="cpu")) == "torch"
-    assert not prepare_for_settings(model, InferenceSettings(device="cpu", batch_size=1)).describe()["onnxruntime"]
+    assert not prepare(model, InferenceSettings(device="cpu", batch_size=1)).describe()["onnxruntime"]
 
 
 def test_backend_auto_finds_onnxruntime_missing_without_importing_it(monkeypatch):
-    from ctdenoise.inference import onnxruntime_installed
+    from ctdenoise.runtime.backends.onnx_runtime import onnxruntime_installed
 
     pytest.importorskip("onnxruntime", reason="the optional extra ctdenoise[onnx] is not installed")
     assert onnxruntime_installed()

@@ -24,8 +24,9 @@ from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImage
 
 from conftest import real_test_file
 from ctdenoise.cli import main
-from ctdenoise.inference import InferenceSettings
 from ctdenoise.jobs.series import derived_uid_rule
+from ctdenoise.runtime.prepare import prepare
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.serve.derive import SeriesDenoiser
 from ctdenoise.serve.node import Node, RetryPolicy
 from ctdenoise.serve.scp import DATASET_MISMATCH, ScpConfig, StorageSCP
@@ -84,7 +85,7 @@ def running_node(spool_dir: Path, model, destinations, series_timeout: float = 0
                  **scp_options) -> Iterator[int]:
     """A node in a background thread, with the in-memory ``model`` labelled ``label``; yields its port."""
     spool = Spool(spool_dir)
-    denoiser = SeriesDenoiser(model, label, SETTINGS)
+    denoiser = SeriesDenoiser(prepare(model, SETTINGS, label=label))
     node = Node(spool, StorageSCP(spool, ScpConfig(port=0, **scp_options)), denoiser, destinations,
                 series_timeout=series_timeout, retry=RetryPolicy(0.3, 1.0), poll=0.1)
     stop, ports, errors = threading.Event(), queue.Queue(), []
@@ -257,7 +258,7 @@ def test_aborted_association_duplicates_and_a_late_instance_give_one_derived_ser
 
 def test_derived_uids_are_the_same_when_a_series_is_redone_and_differ_per_model(series, tiny_model, tmp_path):
     def derive(label: str, out: Path) -> list[tuple[str, str]]:
-        SeriesDenoiser(tiny_model, label, SETTINGS)(series[0].parent, out)
+        SeriesDenoiser(prepare(tiny_model, SETTINGS, label=label))(series[0].parent, out)
         return sorted((ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in map(pydicom.dcmread, out.rglob("*.dcm")))
 
     first = derive(LABEL, tmp_path / "first")

@@ -14,11 +14,13 @@ from monai.data import MetaTensor
 
 from ctdenoise.cli import main
 from ctdenoise.errors import ConfigError
-from ctdenoise.inference import DEFAULT_STRENGTH, InferenceSettings, denoise_hu
 from ctdenoise.io import read_volume
 from ctdenoise.jobs.overlap import denoise_while_writing
 from ctdenoise.model import CLIPDenoiser, ModelConfig
 from ctdenoise.registry import encoder_provenance, model_description
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.options import DEFAULT_STRENGTH
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.transforms import DenoiseSlices, DenoiseSlicesd
 
 CPU = InferenceSettings(device="cpu")

@@ -15,9 +15,11 @@ from monai.data import MetaTensor
 from ctdenoise.cli import main
 from ctdenoise.cli.evaluate import _variant
 from ctdenoise.errors import InputError, ModelError
-from ctdenoise.inference import InferenceSettings, denoise_hu, resolve_strength
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import load_model
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.prepare import load_prepared
+from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
 from ctdenoise.strength_table import (
     STRENGTH_TABLE_FILE,
     StrengthTable,
@@ -118,7 +120,9 @@ def test_auto_in_denoise_hu_and_transforms_blends_at_the_table_strength(table_ch
     np.testing.assert_allclose(auto, expected, atol=1e-3)
     assert np.abs(denoise_hu(model, clean, CPU) - clean).max() > np.abs(auto - clean).max()  # less than at 1
     volume = MetaTensor(torch.from_numpy(np.moveaxis(clean, 0, -1).copy())[None])
-    out = DenoiseSlices(model, settings=CPU, strength="auto")(volume)  # the folder load_model recorded
+    prepared = load_prepared(table_checkpoint, CPU)
+    assert prepared.model_dir == table_checkpoint
+    out = DenoiseSlices(prepared, strength="auto")(volume)  # the table of the folder the model was loaded from
     np.testing.assert_allclose(out.numpy()[0], np.moveaxis(expected, 0, -1), atol=1e-3)
 
 
@@ -149,7 +153,7 @@ def test_evaluate_variant_takes_auto():
 def test_shipped_default_model_has_a_strength_table_fitted_for_its_tensors():
     from ctdenoise.registry import resolve_model_dir
 
-    table = read_strength_table(resolve_model_dir())  # a replaced model needs: scripts/choose_strength.py --write-table
+    table = read_strength_table(resolve_model_dir())  # a replaced model needs: ctdenoise strength fit --write-table
     strengths = [s for _, s in table.points]
     assert strengths == sorted(strengths) and 0.0 <= strengths[0] <= strengths[-1] <= 1.0
 

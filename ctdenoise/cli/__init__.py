@@ -25,7 +25,8 @@ from ctdenoise.errors import CTDenoiseError, OutputError
 from ctdenoise.jobs.interrupt import StopRequested
 
 #: Subcommand modules under ``ctdenoise.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS = ("adapt", "denoise", "evaluate", "example", "info", "iq", "serve", "simulate", "train")
+SUBCOMMANDS = ("adapt", "denoise", "evaluate", "example", "export", "info", "iq", "serve", "simulate", "strength",
+               "train")
 
 #: The one-line help of subcommands, which their modules register and ``ctdenoise --help`` lists without
 #: importing them (a subcommand missing here is imported to be listed).
@@ -34,10 +35,12 @@ COMMAND_HELP = {
     "denoise": "denoise DICOM series / NIfTI volumes",
     "evaluate": "score the model and baselines on paired low-/normal-dose CT (Mayo-2016 or folder pairs)",
     "example": "write the example CT series",
+    "export": "export a trained model folder for shipping (float16 tensors)",
     "info": "versions, devices, models",
     "iq": "measure image quality as CT physicists do (noise, NPS, TTF, d')",
     "serve": "run a DICOM node: receive CT series, denoise, send the derived series on",
     "simulate": "simulate a low-dose scan from a normal-dose one",
+    "strength": "choose a model's strength: 'strength fit' scores strengths and fits the auto table",
     "train": "train a model from a YAML recipe",
 }
 

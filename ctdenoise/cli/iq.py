@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
 from ctdenoise.cli.model_options import add_model_options, positive_int, strength_value
-from ctdenoise.inference_options import DEFAULT_STRENGTH
+from ctdenoise.runtime.options import DEFAULT_STRENGTH
 
 log = logging.getLogger("ctdenoise.iq")
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     task = DiskTask(args.task_diameter, args.task_contrast)
     methods = []
     if not args.no_model:
-        from ctdenoise.inference import InferenceSettings
+        from ctdenoise.runtime.settings import InferenceSettings
 
         settings = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                      compile=args.compile, cuda_graphs=args.cuda_graphs, backend=args.backend)

@@ -1,6 +1,6 @@
 """The model, inference and file I/O options shared by every subcommand that denoises (``denoise``, ``serve``).
 
-Defining them imports neither torch nor the model (the choices come from :mod:`ctdenoise.inference_options`),
+Defining them imports neither torch nor the model (the choices come from :mod:`ctdenoise.runtime.options`),
 so ``--help`` and ``ctdenoise serve --status`` start at once; :func:`inference_settings` and
 :func:`check_model` import what they need when a command runs.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ctdenoise.inference_options import (
+from ctdenoise.registry import DEFAULT_MODEL_NAME
+from ctdenoise.runtime.options import (
     AUTO_STRENGTH,
     BACKEND_CHOICES,
     DEFAULT_STRENGTH,
     DEVICE_CHOICES,
     PRECISION_CHOICES,
 )
-from ctdenoise.registry import DEFAULT_MODEL_NAME
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -82,10 +82,10 @@ def check_model(args: argparse.Namespace) -> Path:
 
 
 def inference_settings(args: argparse.Namespace):
-    """The :class:`ctdenoise.inference.InferenceSettings` of the options :func:`add_model_options` added
+    """The :class:`ctdenoise.runtime.settings.InferenceSettings` of the options :func:`add_model_options` added
     (imports torch)."""
-    from ctdenoise.inference import InferenceSettings
     from ctdenoise.registry import resolve_model_dir
+    from ctdenoise.runtime.settings import InferenceSettings
     from ctdenoise.strength_table import strength_setting
 
     return InferenceSettings(

@@ -135,7 +135,7 @@ def quiet_pynetdicom(verbose: bool) -> None:
 
 def build_node(args: argparse.Namespace):
     """The :class:`ctdenoise.serve.node.Node` the options describe, its model loaded and prepared."""
-    from ctdenoise.registry import load_model, model_label
+    from ctdenoise.runtime.prepare import load_prepared
     from ctdenoise.serve.derive import SeriesDenoiser
     from ctdenoise.serve.guard import AssociationLimits
     from ctdenoise.serve.node import Node, RetryPolicy
@@ -150,8 +150,7 @@ def build_node(args: argparse.Namespace):
     destinations = [FolderDestination(args.output)] if args.output else []
     destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
     destinations += [StowDestination(url) for url in args.stow]
-    label = model_label(args.model)
-    denoiser = SeriesDenoiser(load_model(args.model, clip_weights=args.clip_weights), label, settings,
+    denoiser = SeriesDenoiser(load_prepared(args.model, settings, clip_weights=args.clip_weights),
                               io_workers=args.io_workers)
     spool = Spool(args.spool, max_bytes=int(args.max_spool_size * 1024 * MB), max_instances=args.max_series_instances)
     limits = AssociationLimits(*(getattr(args, option) for option in LIMIT_OPTIONS))

@@ -150,16 +150,18 @@ def clip_model_method(
     spec: str | Path, name: str = "clipdenoiser", device: str = "auto", batch_size: int | None = None,
     strength: float | str | None = None,
 ) -> Method:
-    """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), run by :func:`denoise_hu`
-    at ``strength`` (None: the default strength of :class:`~ctdenoise.inference.InferenceSettings`; ``"auto"``:
+    """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), prepared once
+    (:func:`~ctdenoise.runtime.prepare.load_prepared`) and run on every stack by :func:`denoise_hu`
+    at ``strength`` (None: the default strength of :class:`~ctdenoise.runtime.settings.InferenceSettings`; ``"auto"``:
     each stack's strength from the model folder's strength table at the stack's estimated noise, logged)."""
-    from ctdenoise.inference import InferenceSettings, denoise_hu, resolve_strength
-    from ctdenoise.registry import load_model, resolve_model_dir
+    from ctdenoise.runtime.denoise import denoise_hu
+    from ctdenoise.runtime.prepare import load_prepared
+    from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
     from ctdenoise.strength_table import StrengthTable, strength_setting
 
-    directory = resolve_model_dir(spec)
-    model = load_model(spec)
     settings = InferenceSettings(device=device, batch_size=batch_size)
+    model = load_prepared(spec, settings)  # once: every stack (chunk, sweep cell) reuses the prepared copy
+    directory = model.model_dir
     if strength is not None:
         settings = replace(settings, strength=strength_setting(strength, directory))
     table = settings.strength if isinstance(settings.strength, StrengthTable) else None
@@ -182,7 +184,7 @@ def redcnn_method(directory: str | Path, name: str = "redcnn", device: str = "au
     """The supervised RED-CNN baseline from a checkpoint folder of architecture ``redcnn``
     (:func:`ctdenoise.model.load_checkpoint`; CheckpointError naming the folder for another architecture)."""
     from ctdenoise.model import REDCNN, load_checkpoint
-    from ctdenoise.inference import resolve_device
+    from ctdenoise.runtime.prepare import resolve_device
 
     directory = Path(directory)
     model = load_checkpoint(directory)

@@ -1,7 +1,7 @@
 """The methods ``ctdenoise iq`` compares: the model at several strengths and non-local means.
 
 The model runs once per stack at strength 1; every strength is the blend ``input + s * (output - input)`` that
-``--strength`` applies (:func:`ctdenoise.inference.blend_strength`), so a sweep over strengths costs one forward
+``--strength`` applies (:func:`ctdenoise.runtime.denoise.blend_strength`), so a sweep over strengths costs one forward
 pass. NLM is the evaluation's baseline (:func:`ctdenoise.evaluate.methods.classical_method`).
 """
 
@@ -40,16 +40,17 @@ def model_methods(
     spec: str | Path, strengths: Sequence[float], *, settings=None, clip_weights: Path | None = None,
 ) -> list[IQMethod]:
     """The model ``spec`` (shipped name or checkpoint folder, as ``--model``) at each of ``strengths``, named
-    ``"model s=<strength>"``, run with ``settings`` (an :class:`~ctdenoise.inference.InferenceSettings`, default
+    ``"model s=<strength>"``, run with ``settings`` (an :class:`~ctdenoise.runtime.settings.InferenceSettings`, default
     its defaults; its strength is ignored); one forward pass per stack serves them all."""
     from dataclasses import replace
 
-    from ctdenoise.inference import InferenceSettings, denoise_hu
-    from ctdenoise.registry import load_model
+    from ctdenoise.runtime.denoise import denoise_hu
+    from ctdenoise.runtime.prepare import load_prepared
+    from ctdenoise.runtime.settings import InferenceSettings
 
-    model = load_model(spec, clip_weights=clip_weights)
     settings = replace(settings or InferenceSettings(), strength=1.0)
-    full = _OnePass(lambda hu: denoise_hu(model, hu, settings))
+    model = load_prepared(spec, settings, clip_weights=clip_weights)  # prepared once for every stack
+    full = _OnePass(lambda hu: denoise_hu(model, hu))
 
     def at(strength: float):
         def denoise(hu: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ Guarantees (see README, "Reliability"):
 * the next series is read in a background thread while the current one is denoised (at most two
   series are held in memory at once), each series' files are written while its later slices are still
   being denoised (:mod:`ctdenoise.jobs.overlap`), and the model is prepared once for the whole run
-  (:func:`ctdenoise.inference.prepare_for_settings`).
+  (:func:`ctdenoise.runtime.prepare.prepare`).
 """
 
 from __future__ import annotations

@@ -8,16 +8,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from ctdenoise.inference import InferenceSettings
 from ctdenoise.jobs.interrupt import StopSignals
 from ctdenoise.jobs.report import SeriesResult
+from ctdenoise.runtime.settings import InferenceSettings
 
 
 @dataclass(frozen=True)
 class BatchOptions:
     """How every series of a run is denoised and written, and what the run reports while it goes.
 
-    * ``settings``: device, backend, precision, strength, ... (:class:`ctdenoise.inference.InferenceSettings`);
+    * ``settings``: device, backend, precision, strength, ... (:class:`ctdenoise.runtime.settings.InferenceSettings`);
     * ``output_format``: ``same`` (DICOM in, derived DICOM out; a volume file in, the same format out),
       ``dicom``, ``nifti``, ``nrrd`` or ``mha``;
     * ``compression`` (none|rle|jpeg-ls|jpeg2000): derived DICOM pixels encoded losslessly (image files ignore it);

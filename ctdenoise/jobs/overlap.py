@@ -16,8 +16,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ctdenoise.inference import InferenceSettings, denoise_hu
 from ctdenoise.io import Volume
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.settings import InferenceSettings
 
 T = TypeVar("T")
 
@@ -68,7 +69,7 @@ def denoise_while_writing(
     ``slice_ready(k)`` that blocks until slice ``k`` is final (for example a call of
     :func:`ctdenoise.io.write_volume` passing both on). Errors keep their meaning: a failed computation
     stops the writer and is raised; a failed writer stops the computation after its current batch and
-    its error is raised. ``progress`` is called as in :func:`ctdenoise.inference.denoise_hu`.
+    its error is raised. ``progress`` is called as in :func:`ctdenoise.runtime.denoise.denoise_hu`.
     """
     output = np.empty(volume.hu.shape, dtype=np.float32)
     gate = SliceGate()

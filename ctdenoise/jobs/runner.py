@@ -31,7 +31,8 @@ from ctdenoise.jobs.plan import BatchJob, job_input, series_warnings
 from ctdenoise.jobs.prefetch import SeriesPrefetcher
 from ctdenoise.jobs.report import BatchReport, SeriesResult
 from ctdenoise.jobs.resume import decide_resume
-from ctdenoise.jobs.series import Derivation, denoise_series, prepare_derivation
+from ctdenoise.jobs.series import Derivation, denoise_series
+from ctdenoise.runtime.prepare import prepare
 
 
 def denoise_job(
@@ -76,7 +77,7 @@ def process_jobs(
 ) -> BatchReport:
     """Denoise ``jobs`` into ``out_dir`` (the caller holds the lock), appending to ``report`` and rewriting
     ``report_path`` after every series. The model is loaded only if some job needs work, and prepared
-    (:func:`ctdenoise.jobs.series.prepare_derivation`) once, while the first series is still read in the
+    (:func:`ctdenoise.runtime.prepare.prepare`) once, while the first series is still read in the
     background.
 
     Which jobs are redone is :func:`ctdenoise.jobs.resume.decide_resume`'s choice; each published series
@@ -98,9 +99,9 @@ def process_jobs(
 
     def derivation_once() -> Derivation:
         if not prepared:
-            prepared.append(prepare_derivation(model, label, options.settings, output_format=options.output_format,
-                                               compression=options.compression, io_workers=options.io_workers,
-                                               write_unchanged=options.write_unchanged))
+            prepared.append(Derivation(prepare(model, options.settings, label=label),
+                                       output_format=options.output_format, compression=options.compression,
+                                       io_workers=options.io_workers, write_unchanged=options.write_unchanged))
         return prepared[0]
 
     def tick(slices: int) -> None:

@@ -10,26 +10,26 @@ for the node, a rule for derived UIDs) is a :class:`Derivation`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ctdenoise.inference import InferenceSettings, prepare_for_settings, resolve_backend, resolve_strength
 from ctdenoise.io import DicomOutput, SeriesRef, Volume, atomic_write_dir, read_volume, write_volume
 from ctdenoise.io.uids import derivation_key, derived_uid_for
 from ctdenoise.jobs.overlap import denoise_while_writing
 from ctdenoise.noise_estimate import estimate_noise_hu
 from ctdenoise.registry import derived_series_texts
+from ctdenoise.runtime.prepare import PreparedModel, resolve_backend
+from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
 from ctdenoise.strength_table import StrengthTable
 
 
 @dataclass(frozen=True)
 class Derivation:
-    """How a run derives its series: ``runner`` (``model`` prepared for ``settings``), ``model`` and its
-    ``label`` for the provenance texts (:func:`ctdenoise.registry.derived_series_texts`), the
+    """How a run derives its series: the prepared ``model`` (:func:`ctdenoise.runtime.prepare.prepare`, done
+    once per run; its settings, and its label and provenance for the texts of
+    :func:`ctdenoise.registry.derived_series_texts`), the
     ``output_format`` (same|dicom|nifti|nrrd|mha), the lossless DICOM ``compression``, ``derived_uid``:
     a function from a source UID to its derived UID, or None for the rule of
     :mod:`ctdenoise.io.uids` (the same source, model and pixel-changing settings give the same
@@ -38,33 +38,12 @@ class Derivation:
     and ``io_workers``: the processes that decode and encode a DICOM series' files
     (:func:`ctdenoise.io.pool.resolve_workers`; None: one per available core, 1: in this process)."""
 
-    runner: torch.nn.Module
-    model: torch.nn.Module
-    label: str
-    settings: InferenceSettings
+    model: PreparedModel
     output_format: str = "same"
     compression: str = "none"
     derived_uid: Callable[[str], str] | None = None
     io_workers: int | None = None
     write_unchanged: bool = False
-
-
-def prepare_derivation(
-    model: torch.nn.Module,
-    model_label: str,
-    settings: InferenceSettings,
-    *,
-    output_format: str = "same",
-    compression: str = "none",
-    derived_uid: Callable[[str], str] | None = None,
-    io_workers: int | None = None,
-    write_unchanged: bool = False,
-) -> Derivation:
-    """The :class:`Derivation` of ``model`` (labelled ``model_label``), the model prepared once for
-    ``settings`` (:func:`ctdenoise.inference.prepare_for_settings`; its errors are raised here)."""
-    runner = prepare_for_settings(model, settings)
-    return Derivation(runner, model, model_label, settings, output_format, compression, derived_uid, io_workers,
-                      write_unchanged)
 
 
 @dataclass(frozen=True)
@@ -98,7 +77,7 @@ def denoise_series(
     folder ``target`` in one rename (:func:`ctdenoise.io.atomic_write_dir`; a non-empty ``target`` is
     replaced only with ``overwrite``). DICOM output is the derived series' files in ``target``; an image
     file is ``target/<target name>.<ext>``. A strength table (strength "auto") is resolved for this series
-    from its estimated noise (:func:`ctdenoise.inference.resolve_strength`), and the number is what the
+    from its estimated noise (:func:`ctdenoise.runtime.settings.resolve_strength`), and the number is what the
     provenance texts and the derived UIDs (:mod:`ctdenoise.io.uids`) record; when the table
     chooses 0, nothing is written unless the derivation's ``write_unchanged`` says so (the result says
     ``left_unchanged``). Any error (reading, computing, writing) leaves ``target`` as it was and is raised;
@@ -106,16 +85,17 @@ def denoise_series(
     target = Path(target)
     volume = read(ref) if read is not None else read_volume(ref, workers=derivation.io_workers)
     noise_before = estimate_noise_hu(volume.hu)
-    settings = resolve_strength(derivation.settings, volume.hu, noise_before)
-    chosen_zero = isinstance(derivation.settings.strength, StrengthTable) and settings.strength == 0
+    model = derivation.model
+    settings = resolve_strength(model.settings, volume.hu, noise_before)
+    chosen_zero = isinstance(model.settings.strength, StrengthTable) and settings.strength == 0
     if chosen_zero and not derivation.write_unchanged:
         return DenoisedSeries([], int(volume.hu.shape[0]), 0.0, _rounded(noise_before), _rounded(noise_before),
                               left_unchanged=True)
     with atomic_write_dir(target, overwrite=overwrite) as staging:
-        suffix, description = derived_series_texts(derivation.model, derivation.label, settings.strength)
+        suffix, description = derived_series_texts(model.network, model.label, settings.strength)
         is_dicom_output = derivation.output_format == "dicom" or (
             derivation.output_format == "same" and bool(volume.dicom_datasets))
-        derived_uid = derivation.derived_uid or derived_uid_rule(derivation.label, settings)
+        derived_uid = derivation.derived_uid or derived_uid_rule(model.label, settings)
         dicom = DicomOutput(suffix, description, derived_uid=derived_uid, compression=derivation.compression,
                             workers=derivation.io_workers)
         noise_after: list[float | None] = []
@@ -132,7 +112,7 @@ def denoise_series(
             noise_after.append(estimate_noise_hu(hu))  # every slice is final once write_volume returned
             return written
 
-        written = denoise_while_writing(derivation.runner, volume, settings, write, progress)
+        written = denoise_while_writing(model, volume, settings, write, progress)
     return DenoisedSeries(
         files=[target / path.relative_to(staging) for path in written],
         slices=int(volume.hu.shape[0]),

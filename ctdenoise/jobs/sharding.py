@@ -30,7 +30,6 @@ import torch
 import torch.distributed as dist
 
 from ctdenoise.errors import OutputError
-from ctdenoise.inference import InferenceSettings
 from ctdenoise.io.atomic import refuse_inputs
 from ctdenoise.io.read_warnings import route_warnings
 from ctdenoise.jobs.options import BatchOptions
@@ -39,6 +38,7 @@ from ctdenoise.jobs.plan import BatchJob, check_inputs_exist, plan_jobs, raise_f
 from ctdenoise.jobs.report import REPORT_FILE, BatchReport, merge_reports
 from ctdenoise.jobs.report_html import write_batch_report_html
 from ctdenoise.jobs.runner import process_jobs
+from ctdenoise.runtime.settings import InferenceSettings
 
 
 @dataclass(frozen=True)

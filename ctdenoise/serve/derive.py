@@ -12,22 +12,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from ctdenoise.inference import InferenceSettings
 from ctdenoise.io import atomic_write_dir, find_series
-from ctdenoise.jobs.series import denoise_series, prepare_derivation
+from ctdenoise.jobs.series import Derivation, denoise_series
+from ctdenoise.runtime.prepare import PreparedModel
 
 
 class SeriesDenoiser:
-    """Denoises spooled series with ``model`` (labelled ``model_label`` in the outputs), prepared once for
-    ``settings`` when the denoiser is made, so a model that cannot run fails before the node listens;
-    ``io_workers`` decode and encode the files (:class:`ctdenoise.jobs.series.Derivation`)."""
+    """Denoises spooled series with the prepared ``model`` (:func:`ctdenoise.runtime.prepare.load_prepared`,
+    prepared once before the node listens, so a model that cannot run fails first; its label names it in the
+    outputs); ``io_workers`` decode and encode the files (:class:`ctdenoise.jobs.series.Derivation`)."""
 
-    def __init__(self, model: torch.nn.Module, model_label: str, settings: InferenceSettings,
-                 io_workers: int | None = None) -> None:
-        self.derivation = prepare_derivation(model, model_label, settings, output_format="dicom",
-                                             io_workers=io_workers)
+    def __init__(self, model: PreparedModel, io_workers: int | None = None) -> None:
+        self.derivation = Derivation(model, output_format="dicom", io_workers=io_workers)
 
     def __call__(self, instances: Path, out_dir: Path) -> int:
         """Denoise every series found in the folder ``instances`` and publish the derived files atomically as

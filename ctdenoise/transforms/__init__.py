@@ -7,8 +7,8 @@
 * :class:`DenoiseSlices` / :class:`DenoiseSlicesd`: run a denoiser over every 2D slice of a
   channel-first HU volume along ``spatial_dim`` and return HU; the MetaTensor meta (affine, file
   name) is kept, so ``SaveImaged`` writes the result in the input's geometry. ``strength`` (0..1, default
-  :data:`ctdenoise.inference.DEFAULT_STRENGTH`) blends the model output with the input in HU, exactly as
-  ``ctdenoise denoise --strength`` does (:func:`ctdenoise.inference.blend_strength`); ``"auto"`` sets it per
+  :data:`ctdenoise.runtime.options.DEFAULT_STRENGTH`) blends the model output with the input in HU, exactly as
+  ``ctdenoise denoise --strength`` does (:func:`ctdenoise.runtime.denoise.blend_strength`); ``"auto"`` sets it per
   volume from the volume's estimated noise with the model folder's strength table
   (:mod:`ctdenoise.strength_table`).
 * :class:`RandGaussianNoiseUnit` / :class:`RandGaussianNoiseUnitd` and :class:`RandLowDose` /

@@ -18,13 +18,11 @@ from monai.transforms import InvertibleTransform, RandomizableTransform, Transfo
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 from ctdenoise.errors import ConfigError
-from ctdenoise.inference import (
-    DEFAULT_STRENGTH,
-    InferenceSettings,
-    denoise_hu,
-    prepare_for_settings,
-)
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.runtime.denoise import denoise_hu, run_settings
+from ctdenoise.runtime.options import DEFAULT_STRENGTH
+from ctdenoise.runtime.prepare import PreparedModel, prepare
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.simulate import (
     DEFAULT_ELECTRONIC_NOISE_VAR,
     DEFAULT_I0,
@@ -65,14 +63,16 @@ class HUToModelRange(InvertibleTransform, Transform):
 class DenoiseSlices(Transform):
     """Denoise a channel-first single-channel HU volume (1, X, Y, Z) slice by slice.
 
-    ``model`` is a denoiser taking (B, 1, H, W) model-range input (e.g. a
-    :class:`ctdenoise.model.CLIPDenoiser`); ``spatial_dim`` (0, 1 or 2) is the spatial axis the
-    slices are taken across (2 = axial for volumes from ``LoadImage``). A 2D image (1, X, Y) is
-    denoised as one slice. ``strength`` in [0, 1] replaces ``settings.strength``: the output is
+    ``model`` is a prepared model (:func:`ctdenoise.runtime.prepare.load_prepared` or
+    :func:`~ctdenoise.runtime.prepare.prepare`; then ``settings`` may be left out) or a denoiser taking
+    (B, 1, H, W) model-range input (e.g. a :class:`ctdenoise.model.CLIPDenoiser`), prepared here once for
+    ``settings`` (default :class:`~ctdenoise.runtime.settings.InferenceSettings`); ``spatial_dim`` (0, 1 or 2)
+    is the spatial axis the slices are taken across (2 = axial for volumes from ``LoadImage``). A 2D image
+    (1, X, Y) is denoised as one slice. ``strength`` in [0, 1] replaces the settings' strength: the output is
     ``input + strength * (model output - input)`` in HU (ConfigError outside [0, 1]); ``"auto"`` (or a
     :class:`~ctdenoise.strength_table.StrengthTable`) takes each volume's strength from the table at the
-    volume's estimated noise, the table being ``strength.json`` in the folder ``model`` was loaded from
-    (:func:`ctdenoise.registry.load_model`; ModelError when there is none). Returns float32 HU with the
+    volume's estimated noise, the table being ``strength.json`` in the prepared model's folder
+    (``model_dir``; ModelError when there is none, or for a bare network). Returns float32 HU with the
     input's shape and meta data.
     """
 
@@ -80,15 +80,17 @@ class DenoiseSlices(Transform):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: PreparedModel | torch.nn.Module,
         spatial_dim: int = 2,
-        settings: InferenceSettings = InferenceSettings(),
+        settings: InferenceSettings | None = None,
         strength: float | str | StrengthTable = DEFAULT_STRENGTH,
     ) -> None:
         if spatial_dim not in (0, 1, 2):
             raise ValueError(f"spatial_dim must be 0, 1 or 2, got {spatial_dim}")
-        self.settings = replace(settings, strength=strength_setting(strength, getattr(model, "model_dir", None)))
-        self.model = prepare_for_settings(model, self.settings)  # fold/convert once, not on every call
+        # prepared once here, not on every call
+        self.model = model if isinstance(model, PreparedModel) else prepare(model, settings or InferenceSettings())
+        self.settings = replace(run_settings(self.model, settings),
+                                strength=strength_setting(strength, self.model.model_dir))
         self.spatial_dim = spatial_dim
 
     def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -10,7 +10,9 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
 
-from ctdenoise.inference import DEFAULT_STRENGTH, InferenceSettings
+from ctdenoise.runtime.options import DEFAULT_STRENGTH
+from ctdenoise.runtime.prepare import PreparedModel
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.simulate import (
     DEFAULT_ELECTRONIC_NOISE_VAR,
     DEFAULT_I0,
@@ -59,9 +61,9 @@ class DenoiseSlicesd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        model: torch.nn.Module,
+        model: PreparedModel | torch.nn.Module,
         spatial_dim: int = 2,
-        settings: InferenceSettings = InferenceSettings(),
+        settings: InferenceSettings | None = None,
         allow_missing_keys: bool = False,
         strength: float | str | StrengthTable = DEFAULT_STRENGTH,
     ) -> None:

@@ -32,6 +32,10 @@ def render_reference(parser: argparse.ArgumentParser) -> str:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, sub in subparsers.choices.items():
         sections.append(_render_command(sub, f"ctdenoise {name}", heading=f"`ctdenoise {name}`", anchor=f"cli-{name}"))
+        actions = next((a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None)
+        for action_name, action in (actions.choices.items() if actions is not None else ()):  # e.g. strength fit
+            sections.append(_render_command(action, f"ctdenoise {name} {action_name}",
+                                            heading=f"`ctdenoise {name} {action_name}`", anchor=f"cli-{name}-{action_name}"))
     return "\n\n".join(sections)
 
 

@@ -1,7 +1,8 @@
 """The names the inference settings take (devices, precisions, backends, strengths), importable without torch.
 
-:mod:`ctdenoise.inference` validates settings against these, and the command line offers them as choices:
-keeping them here lets ``ctdenoise --help`` and ``ctdenoise serve --status`` start without importing torch.
+:class:`ctdenoise.runtime.settings.InferenceSettings` validates settings against these, and the command line
+offers them as choices: keeping them here lets ``ctdenoise --help`` and ``ctdenoise serve --status`` start
+without importing torch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ BACKEND_CHOICES = ("auto", "torch", "onnxruntime")
 
 #: The strength every entry point uses when the user does not choose one: the CLI (``--strength``), the
 #: MONAI transforms and the bundle. 0 returns the input unchanged, 1 the model's output (see
-#: :func:`ctdenoise.inference.blend_strength`).
+#: :func:`ctdenoise.runtime.denoise.blend_strength`).
 DEFAULT_STRENGTH = 1.0
 
 AUTO_STRENGTH = "auto"

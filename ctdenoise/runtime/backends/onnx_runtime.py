@@ -1,4 +1,4 @@
-"""ONNX Runtime as the CPU engine: the prepared fp32 denoiser exported to ONNX in memory and run by ORT.
+"""The ONNX Runtime backend (CPU): the prepared fp32 network exported to ONNX in memory and run by ORT.
 
 On the 2-core CPU measured here ONNX Runtime ran the same fp32 model faster than PyTorch's own CPU
 kernels, within a hundredth of a HU of the PyTorch result (README, "Performance"). It is optional:
@@ -17,6 +17,7 @@ import importlib.util
 import io
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,15 +25,29 @@ from torch import Tensor, nn
 
 from ctdenoise.errors import ConfigError
 
+NAME = "onnxruntime"
 ONNX_OPSET = 17
 INSTALL_HINT = 'pip install "ctdenoise[onnx]" (onnxruntime and onnx)'
+NEEDS = f"the CPU, fp32, and the onnxruntime and onnx packages: {INSTALL_HINT}"
 #: The packages the backend needs: ONNX Runtime, and onnx for PyTorch's exporter.
 REQUIRED_PACKAGES = ("onnx", "onnxruntime")
 
 
 def onnxruntime_installed() -> bool:
-    """Whether the backend can run here: every one of :data:`REQUIRED_PACKAGES` is importable (found, not imported)."""
+    """Whether every one of :data:`REQUIRED_PACKAGES` is importable (found, not imported)."""
     return all(importlib.util.find_spec(name) is not None for name in REQUIRED_PACKAGES)
+
+
+def is_available(device: torch.device) -> bool:
+    """Whether ``device`` is the CPU and the packages are installed (:func:`onnxruntime_installed`)."""
+    return device.type == "cpu" and onnxruntime_installed()
+
+
+def wrap(forward: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """The network ``forward`` (an ``nn.Module``) run by ONNX Runtime (:class:`OnnxRuntimeForward`)."""
+    if not isinstance(forward, nn.Module):
+        raise TypeError("the onnxruntime backend exports a network (nn.Module), not a wrapped forward")
+    return OnnxRuntimeForward(forward)
 
 
 #: Set before ONNX Runtime is imported: its telemetry starts at import time (device id, event database).

@@ -1,0 +1,93 @@
+"""``ctdenoise strength fit RECIPE.yaml``: score a model at several strengths on a recipe's validation slices
+and fit its ``--strength auto`` table (:mod:`ctdenoise.training.strength_fit`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from ctdenoise.cli import COMMAND_HELP, EXIT_OK
+from ctdenoise.registry import DEFAULT_MODEL_NAME
+
+#: Where the report goes when --output is not given: runs/strength_<model folder name>.json.
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def strength_list(text: str) -> list[float]:
+    """``--strengths``: comma-separated numbers from 0 to 1 (argparse turns the error into a usage error, exit 2)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers from 0 to 1, e.g. 0,0.5,1")
+    return values
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("strength", help=COMMAND_HELP["strength"],
+                              description="Choose a model's strength on paired validation data.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fit = actions.add_parser(
+        "fit", help="score a model at several strengths on a recipe's validation slices and fit its auto table",
+        description="Build the validation set of the training recipe RECIPE.yaml exactly as training does (never "
+        "its test slices), run the model once per input, blend its output with the input at each strength and score "
+        "every level by the recipe's selection rule; fit the table that --strength auto reads (noise -> strength). "
+        "Writes the report as JSON; --write-table also writes the table as MODEL/strength.json. The recipe format "
+        "is in the docs ('Training').",
+    )
+    fit.add_argument("config", type=Path, metavar="RECIPE.yaml", help="training recipe whose validation set is scored")
+    fit.add_argument("--model", default=DEFAULT_MODEL_NAME,
+                     help="shipped model name or checkpoint folder (default: %(default)s)")
+    fit.add_argument("--output", type=Path, default=None, metavar="OUT.json",
+                     help="report to write (default: runs/strength_<model folder name>.json)")
+    fit.add_argument("--strengths", type=strength_list, default=None, metavar="S,S,...",
+                     help="strengths to score (default: 0,0.1,...,1)")
+    fit.add_argument("--write-table", action="store_true",
+                     help="write the fitted table as MODEL/strength.json (the table of --strength auto); MODEL must "
+                     "then be a model folder you may write to")
+    fit.set_defaults(func=run_fit)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from ctdenoise.registry import resolve_model_dir
+    from ctdenoise.strength_table import write_strength_table
+    from ctdenoise.training.strength_fit import STRENGTH_GRID, fit_strength
+
+    model_dir = resolve_model_dir(args.model)
+    output = args.output or DEFAULT_RUNS_DIR / f"strength_{model_dir.name}.json"
+    result = fit_strength(args.config, args.model, list(args.strengths or STRENGTH_GRID))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_fit(result)
+    if args.write_table:
+        auto = result["auto"]
+        fitted_on = {"config": str(args.config), "validation_slices": result["validation_slices"],
+                     "levels": list(result["levels"]), "protocol": auto["protocol"],
+                     "strengths": [float(s) for s in result["by_strength"]], "report": str(output)}
+        print(f"wrote {write_strength_table(model_dir, auto['points'], fitted_on, fit_command(args, output))}")
+    return EXIT_OK
+
+
+def fit_command(args: argparse.Namespace, output: Path) -> str:
+    """The command line that fitted a table, as the table records it."""
+    words = ["ctdenoise", "strength", "fit", str(args.config), "--model", str(args.model), "--output", str(output)]
+    if args.strengths:
+        words += ["--strengths", ",".join(f"{s:g}" for s in args.strengths)]
+    return shlex.join([*words, "--write-table"])
+
+
+def print_fit(result: dict) -> None:
+    """The scores per strength, the best strength, and the auto table's fit per level."""
+    auto, protocol = result["auto"], result["auto"]["protocol"]
+    for strength, scored in result["by_strength"].items():
+        print(f"strength {float(strength):g}: selection score {scored['selection_score']:.3f}")
+    print(f"best strength by the recipe's selection rule: {result['best_strength']:g}")
+    for label, level in auto["levels"].items():
+        best = result["by_strength"][str(level["best_strength"])]["levels"][label][protocol]["psnr"]
+        print(f"{label}: median noise {level['median_noise_hu']} HU, best {level['best_strength']:g}, auto "
+              f"{auto['by_level'][label]['chosen_strengths']}, {protocol} PSNR auto "
+              f"{auto['by_level'][label][protocol]['psnr']:.2f} / best {best:.2f}")
+    print(f"table points {auto['points']}; selection score {auto['score']}")
