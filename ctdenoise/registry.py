@@ -17,8 +17,8 @@ DEFAULT_MODEL_NAME = "default"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 
 NO_MODEL_HELP = (
-    "train one with `ctdenoise train --config configs/<recipe>.yaml` (see README, 'Training') "
-    "and pass its output folder with --model PATH"
+    "train one with `ctdenoise train --config RECIPE.yaml` (the recipe format, with an example to copy: the docs' "
+    "Training page) and pass its output folder with --model PATH"
 )
 
 

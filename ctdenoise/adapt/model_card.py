@@ -20,7 +20,7 @@ from ctdenoise.strength_table import StrengthTable, read_strength_table, write_s
 
 INHERITED_TABLE_REASON = (
     "inherited from the base model: a strength table is fitted on paired low/normal-dose data, which a site "
-    "adapting on its noisy series alone does not have; refit it with scripts/choose_strength.py when such "
+    "adapting on its noisy series alone does not have; refit it with `ctdenoise strength fit` when such "
     "pairs exist"
 )
 

@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help=COMMAND_HELP["train"],
-        description="Train a CLIPDenoiser as the YAML recipe says (see configs/train_paper_ct.yaml). Writes "
+        description="Train a CLIPDenoiser as the YAML recipe says (the recipe format, with an example to copy: the "
+        "docs' Training page). Writes "
         "OUTPUT/config.yaml, OUTPUT/train_log.jsonl (JSON lines: loss, lr, validation PSNR/SSIM), resumable "
         "checkpoints in OUTPUT/checkpoints/ and the final model in OUTPUT/model/ (use it with "
         "'ctdenoise denoise --model OUTPUT/model'). For several processes/GPUs launch it with "
