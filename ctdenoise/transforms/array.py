@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,7 +167,9 @@ class RandGaussianNoiseUnit(_RandParameterTransform):
             self.randomize()
         if not self._do_transform:
             return img
-        return add_gaussian_noise(img, self._value, rng=self._seed)
+        if isinstance(img, torch.Tensor):  # add_gaussian_noise returns the type it is given
+            return add_gaussian_noise(img, self._value, rng=self._seed)
+        return add_gaussian_noise(np.asarray(img), self._value, rng=self._seed)
 
 
 class RandLowDose(_RandParameterTransform):
@@ -200,7 +203,7 @@ class RandLowDose(_RandParameterTransform):
         self.kernels = _choices("kernel", kernel, get_kernel)
         self.bowties = _choices("bowtie", bowtie, check_bowtie)
         self._kernel, self._bowtie = self.kernels[0], self.bowties[0]
-        self.simulation = dict(
+        self.simulation: dict[str, Any] = dict(
             i0=i0, electronic_noise_var=electronic_noise_var, n_views=n_views, slices_averaged=slices_averaged,
             input_has_noise=input_has_noise,
         )
@@ -218,7 +221,8 @@ class RandLowDose(_RandParameterTransform):
             raise ConfigError(
                 "pixel_spacing_mm", "not given, and the image is not a MetaTensor with an affine"
             )
-        return tuple(float(v) for v in np.asarray(pixdim)[:2])
+        rows, columns = (float(v) for v in np.asarray(pixdim)[:2])
+        return rows, columns
 
     def __call__(self, img: np.ndarray | torch.Tensor, randomize: bool = True) -> np.ndarray | torch.Tensor:
         if randomize:

@@ -81,7 +81,7 @@ class _RandWrapd(RandomizableTransform, MapTransform):
     """Dictionary form of a random array transform: one draw per call, shared by all keys (as MONAI does)."""
 
     def __init__(
-        self, keys: KeysCollection, prob: float, transform: RandomizableTransform, allow_missing_keys: bool
+        self, keys: KeysCollection, prob: float, transform: RandGaussianNoiseUnit | RandLowDose, allow_missing_keys: bool
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
