@@ -1,12 +1,12 @@
 """Estimates of the noise level of CT images in HU, from the images alone. Two, for two jobs:
 
-* :func:`estimate_noise_hu` (a series, for reports and the ``auto`` strength): the mode of the
+* :func:`noise_hu_local_std_mode` (a series, for reports and the ``auto`` strength): the mode of the
   histogram of 9x9 local standard deviations in soft tissue over a few slices; None without soft tissue.
 * :func:`noise_hu_local_std_percentile` (one slice, the sigma the classical filters of ``ctdenoise evaluate``
   are given): the 25th percentile of 7x7 local standard deviations in soft-tissue windows; scikit-image's
   wavelet estimate for a slice without soft tissue.
 
-:func:`estimate_noise_hu` computes a global noise index in the manner of Christianson et al., "Automated
+:func:`noise_hu_local_std_mode` computes a global noise index in the manner of Christianson et al., "Automated
 technique to measure noise in clinical CT examinations", AJR 2015 (the noise a physicist would read from
 ROIs in uniform soft tissue, without placing ROIs). Exactly:
 
@@ -64,7 +64,7 @@ _HISTOGRAM_TOP_PERCENTILE = 90.0
 _HISTOGRAM_SMOOTHING_BINS = 2.0
 
 
-def estimate_noise_hu(hu: np.ndarray, slices: int = NOISE_SLICES) -> float | None:
+def noise_hu_local_std_mode(hu: np.ndarray, slices: int = NOISE_SLICES) -> float | None:
     """Estimated noise standard deviation (HU) of a (slices, rows, cols) or (rows, cols) HU array.
 
     See the module docstring for exactly what is measured. Returns None when the chosen slices hold

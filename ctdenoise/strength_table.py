@@ -1,7 +1,7 @@
 """The strength table of a model folder (``strength.json``): which strength to use for a series' estimated noise.
 
 ``--strength auto`` (and ``strength="auto"`` in the MONAI transforms and the bundle) sets each series' strength
-from its estimated noise (:func:`ctdenoise.noise_estimate.estimate_noise_hu`) through a table fitted for one
+from its estimated noise (:func:`ctdenoise.noise_estimate.noise_hu_local_std_mode`) through a table fitted for one
 model on its validation set (``ctdenoise strength fit --write-table``). The table is a list of points
 ``[noise_hu, strength]``: noise strictly increasing, strength non-decreasing in [0, 1]; between points the
 strength is interpolated linearly, outside them it is the first or last point's (clamped). A table records the

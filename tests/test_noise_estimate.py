@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.noise_estimate import noise_hu_local_std_mode
 
 
 def phantom(slices: int = 6, size: int = 192) -> np.ndarray:
@@ -28,7 +28,7 @@ def phantom(slices: int = 6, size: int = 192) -> np.ndarray:
 def test_estimate_is_within_15_percent_of_known_gaussian_noise(sigma):
     clean = phantom()
     noisy = clean + np.random.default_rng(int(sigma)).normal(0.0, sigma, clean.shape)
-    estimate = estimate_noise_hu(noisy.astype(np.float32))
+    estimate = noise_hu_local_std_mode(noisy.astype(np.float32))
     assert estimate == pytest.approx(sigma, rel=0.15)
 
 
@@ -38,12 +38,12 @@ def test_estimate_reads_the_pixel_noise_of_correlated_noise_too(sigma):
     clean = phantom()
     noise = ndimage.gaussian_filter(np.random.default_rng(int(sigma)).normal(0.0, 1.0, clean.shape), (0, 0.8, 0.8))
     noise *= sigma / noise.std()
-    assert estimate_noise_hu(clean + noise) == pytest.approx(sigma, rel=0.15)
+    assert noise_hu_local_std_mode(clean + noise) == pytest.approx(sigma, rel=0.15)
 
 
 def test_noiseless_piecewise_constant_phantom_reads_near_zero():
-    assert estimate_noise_hu(phantom()) < 0.5
-    assert estimate_noise_hu(np.where(phantom() > -500, 40.0, -1000.0)) < 0.05  # no ramp: no noise at all
+    assert noise_hu_local_std_mode(phantom()) < 0.5
+    assert noise_hu_local_std_mode(np.where(phantom() > -500, 40.0, -1000.0)) < 0.05  # no ramp: no noise at all
 
 
 def test_noise_outside_soft_tissue_does_not_count():
@@ -52,13 +52,13 @@ def test_noise_outside_soft_tissue_does_not_count():
     rng = np.random.default_rng(7)
     air = clean < -500
     noisy[air] += rng.normal(0.0, 200.0, int(air.sum()))  # air noise only: soft tissue stays clean
-    assert estimate_noise_hu(noisy) < 0.5
+    assert noise_hu_local_std_mode(noisy) < 0.5
 
 
 def test_no_soft_tissue_gives_none_and_a_2d_slice_works():
-    assert estimate_noise_hu(np.full((3, 64, 64), -1000.0)) is None
+    assert noise_hu_local_std_mode(np.full((3, 64, 64), -1000.0)) is None
     noisy = phantom(1)[0] + np.random.default_rng(1).normal(0, 20, (192, 192))
-    assert estimate_noise_hu(noisy) == pytest.approx(20.0, rel=0.15)
+    assert noise_hu_local_std_mode(noisy) == pytest.approx(20.0, rel=0.15)
 
 
 def test_estimate_reads_few_slices_and_is_cheap():
@@ -66,7 +66,7 @@ def test_estimate_reads_few_slices_and_is_cheap():
     volume = (phantom(200, 256) + rng.normal(0, 15, (200, 256, 256))).astype(np.float32)
     before = volume.copy()
     started = time.perf_counter()
-    estimate = estimate_noise_hu(volume)
+    estimate = noise_hu_local_std_mode(volume)
     assert time.perf_counter() - started < 5.0  # a few slices, not 200
     assert estimate == pytest.approx(15.0, rel=0.15)
     np.testing.assert_array_equal(volume, before)  # the input is not modified

@@ -15,7 +15,7 @@ from monai.data import MetaTensor
 from ctdenoise.cli import main
 from ctdenoise.cli.evaluate import _variant
 from ctdenoise.errors import InputError, ModelError
-from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.noise_estimate import noise_hu_local_std_mode
 from ctdenoise.registry import load_model
 from ctdenoise.runtime.denoise import denoise_hu
 from ctdenoise.runtime.prepare import load_prepared
@@ -136,7 +136,7 @@ def test_cli_auto_records_the_numeric_strength_in_report_and_derivation_descript
     table = read_strength_table(table_checkpoint)
     from ctdenoise.io import read_volume
 
-    noise = estimate_noise_hu(read_volume(series).hu)
+    noise = noise_hu_local_std_mode(read_volume(series).hu)
     assert entry["noise_hu_before"] == pytest.approx(noise, abs=0.01)
     assert entry["strength"] == pytest.approx(table.strength_for(noise), abs=1e-3)
     assert 0.1 < entry["strength"] < 1.0  # from the table, neither end

@@ -27,7 +27,7 @@ class SeriesResult:
     with the files that raised it (no values quoted).
 
     ``noise_hu_before`` / ``noise_hu_after``: the series' estimated noise in HU before and after denoising
-    (:func:`ctdenoise.noise_estimate.estimate_noise_hu`: white-noise-equivalent standard deviation in soft
+    (:func:`ctdenoise.noise_estimate.noise_hu_local_std_mode`: white-noise-equivalent standard deviation in soft
     tissue, from a few slices; None when the series has too little soft tissue); ``strength`` the one used.
     """
 

@@ -2,7 +2,7 @@
 
 One self-contained page (:mod:`ctdenoise.html_page`: inline style, pictures as PNG data URIs, nothing fetched):
 the counts, then one row per series with its status, slices, strength, estimated noise before and after
-(:func:`ctdenoise.noise_estimate.estimate_noise_hu`, as in ``report.json``), error, and for a finished series a
+(:func:`ctdenoise.noise_estimate.noise_hu_local_std_mode`, as in ``report.json``), error, and for a finished series a
 before/after thumbnail of its middle slice at a soft-tissue window. It holds nothing about a patient that
 ``report.json`` does not already hold: the same keys, paths, errors and numbers, plus the two pictures.
 A picture that cannot be read is left out (its reason logged); the page is still written.

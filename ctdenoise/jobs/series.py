@@ -18,7 +18,7 @@ import numpy as np
 from ctdenoise.io import DicomOutput, SeriesRef, Volume, atomic_write_dir, read_volume, write_volume
 from ctdenoise.io.uids import derivation_key, derived_uid_for
 from ctdenoise.jobs.overlap import denoise_while_writing
-from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.noise_estimate import noise_hu_local_std_mode
 from ctdenoise.registry import derived_series_texts
 from ctdenoise.runtime.prepare import PreparedModel, resolve_backend
 from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
@@ -50,7 +50,7 @@ class Derivation:
 class DenoisedSeries:
     """A published series: its ``files`` (under the target folder), its number of ``slices``, the
     ``strength`` it was denoised with (the settings' number, or the strength table's for this series) and
-    its estimated noise in HU before and after denoising (:func:`ctdenoise.noise_estimate.estimate_noise_hu`,
+    its estimated noise in HU before and after denoising (:func:`ctdenoise.noise_estimate.noise_hu_local_std_mode`,
     rounded to 0.01 HU; None when the series has too little soft tissue). ``left_unchanged``: a strength
     table chose 0 for it and nothing was written (``files`` is empty)."""
 
@@ -84,7 +84,7 @@ def denoise_series(
     ``progress(slices)`` is called after each batch of slices and may raise to stop."""
     target = Path(target)
     volume = read(ref) if read is not None else read_volume(ref, workers=derivation.io_workers)
-    noise_before = estimate_noise_hu(volume.hu)
+    noise_before = noise_hu_local_std_mode(volume.hu)
     model = derivation.model
     settings = resolve_strength(model.settings, volume.hu, noise_before)
     chosen_zero = isinstance(model.settings.strength, StrengthTable) and settings.strength == 0
@@ -109,7 +109,7 @@ def denoise_series(
                 slice_ready=slice_ready,
                 dicom=dicom,
             )
-            noise_after.append(estimate_noise_hu(hu))  # every slice is final once write_volume returned
+            noise_after.append(noise_hu_local_std_mode(hu))  # every slice is final once write_volume returned
             return written
 
         written = denoise_while_writing(model, volume, settings, write, progress)

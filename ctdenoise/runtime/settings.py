@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ctdenoise.errors import ConfigError, InputError
-from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.noise_estimate import noise_hu_local_std_mode
 from ctdenoise.runtime.options import BACKEND_CHOICES, DEFAULT_STRENGTH, DEVICE_CHOICES, PRECISION_CHOICES
 from ctdenoise.strength_table import StrengthTable
 
@@ -84,13 +84,13 @@ def resolve_strength(
 ) -> InferenceSettings:
     """``settings`` with a numeric strength for the series ``hu`` (slices, rows, cols): unchanged when its
     strength is a number; for a strength table, the table's strength at the series' estimated noise
-    (``noise_hu`` when the caller already has :func:`~ctdenoise.noise_estimate.estimate_noise_hu` of ``hu``,
+    (``noise_hu`` when the caller already has :func:`~ctdenoise.noise_estimate.noise_hu_local_std_mode` of ``hu``,
     else estimated here). A series whose noise cannot be estimated (too little soft tissue) raises
     :class:`InputError` asking for a numeric strength."""
     table = settings.strength
     if not isinstance(table, StrengthTable):
         return settings
-    noise = estimate_noise_hu(hu) if noise_hu is None else noise_hu
+    noise = noise_hu_local_std_mode(hu) if noise_hu is None else noise_hu
     if noise is None:
         raise InputError(None, "strength 'auto': the noise of this series cannot be estimated (too little soft "
                          "tissue, or slices smaller than 16x16); give a numeric strength from 0 to 1")

@@ -7,7 +7,7 @@ the model once per input, blends its output with the input at each strength
 body RMSE. The selection score of each strength is the recipe's rule
 (:func:`ctdenoise.training.validation.selection_score`); the strength with the best score is ``best_strength``.
 
-The ``auto`` fit: each validation input's estimated noise (:func:`ctdenoise.noise_estimate.estimate_noise_hu`,
+The ``auto`` fit: each validation input's estimated noise (:func:`ctdenoise.noise_estimate.noise_hu_local_std_mode`,
 the estimator of ``report.json`` and ``--strength auto``) and, per level, the median of those estimates and
 the strength of the grid with the best mean PSNR under the recipe's first protocol (also each slice's own
 best). The table's points are the levels' (median noise, best strength), made non-decreasing by isotonic
@@ -27,7 +27,7 @@ import torch
 
 from ctdenoise.intensity import unit_to_hu
 from ctdenoise.metrics import body_rmse_hu, compute_metrics
-from ctdenoise.noise_estimate import estimate_noise_hu
+from ctdenoise.noise_estimate import noise_hu_local_std_mode
 from ctdenoise.registry import load_model, recorded_tensors_sha256, resolve_model_dir
 from ctdenoise.runtime.denoise import blend_strength
 from ctdenoise.runtime.options import DEFAULT_STRENGTH
@@ -98,8 +98,8 @@ def fit_strength(config_path: Path, model_spec: str, strengths: list[float]) -> 
         noisy_hu = [unit_to_hu(x.numpy()) for x in inputs]
         outputs = [unit_to_hu(model(x[None, None])[0, 0].float().numpy()) for x in inputs]
         inputs_hu[label], outputs_hu[label] = noisy_hu, outputs
-        levels[label] = {"input_noise_hu": estimate_noise_hu(np.stack(noisy_hu)),
-                         "slice_noise_hu": [estimate_noise_hu(n) for n in noisy_hu]}
+        levels[label] = {"input_noise_hu": noise_hu_local_std_mode(np.stack(noisy_hu)),
+                         "slice_noise_hu": [noise_hu_local_std_mode(n) for n in noisy_hu]}
         for strength in strengths:
             by_strength[strength][label] = score(blend_all(noisy_hu, outputs, [strength] * len(inputs)),
                                                  data.clean_hu, protocols)
