@@ -182,32 +182,21 @@ def clip_model_method(
 
 def redcnn_method(directory: str | Path, name: str = "redcnn", device: str = "auto", batch_size: int = 4) -> Method:
     """The supervised RED-CNN baseline from a checkpoint folder of architecture ``redcnn``
-    (:func:`ctdenoise.model.load_checkpoint`; CheckpointError naming the folder for another architecture)."""
+    (:func:`ctdenoise.model.load_checkpoint`; CheckpointError naming the folder for another architecture),
+    prepared once and run by :func:`~ctdenoise.runtime.denoise.denoise_hu` as the CLIPDenoiser is: full
+    strength, fp32 PyTorch on ``device``, ``batch_size`` slices at a time."""
     from ctdenoise.model import REDCNN, load_checkpoint
-    from ctdenoise.runtime.prepare import resolve_device
+    from ctdenoise.runtime.denoise import denoise_hu
+    from ctdenoise.runtime.prepare import prepare
+    from ctdenoise.runtime.settings import InferenceSettings
 
     directory = Path(directory)
-    model = load_checkpoint(directory)
-    if not isinstance(model, REDCNN):
-        raise CheckpointError(f"{directory}: holds a {type(model).__name__}, not a RED-CNN (architecture redcnn)")
-    torch_device = str(resolve_device(device))
+    network = load_checkpoint(directory)
+    if not isinstance(network, REDCNN):
+        raise CheckpointError(f"{directory}: holds a {type(network).__name__}, not a RED-CNN (architecture redcnn)")
+    settings = InferenceSettings(device=device, precision="fp32", batch_size=batch_size, backend="torch", strength=1.0)
+    model = prepare(network, settings, model_dir=directory)
     return Method(
-        name, "supervised", f"RED-CNN checkpoint {directory}",
-        lambda hu: _denoise_on_model_scale(model, hu, device=torch_device, batch_size=batch_size),
+        name, "supervised", f"RED-CNN checkpoint {directory}", lambda hu: denoise_hu(model, hu),
         _checkpoint_record(directory),
     )
-
-
-def _denoise_on_model_scale(model: Any, hu: np.ndarray, device: str, batch_size: int) -> np.ndarray:
-    """Denoise (N, H, W) HU slices with ``model`` on the model scale, ``batch_size`` slices at a time;
-    float32 HU of the same shape."""
-    import torch
-
-    model = model.to(device).eval()
-    out = np.empty(hu.shape, dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, hu.shape[0], batch_size):
-            batch = torch.from_numpy(hu_to_unit(np.asarray(hu[start : start + batch_size], np.float32)))
-            clean = model(batch[:, None].to(device))[:, 0]
-            out[start : start + batch_size] = unit_to_hu(clean.float().cpu().numpy())
-    return out
