@@ -65,3 +65,17 @@ def test_a_clipdenoiser_recipe_cannot_start_from_a_redcnn_folder(recipe: dict, t
     clip_recipe = {**recipe, "architecture": "clipdenoiser", "encoder_weights": "random", "init_model": str(start)}
     with pytest.raises(ConfigError, match=r"init_model.*has architecture a REDCNN"):
         train(train_config_from_dict(clip_recipe), tmp_path / "run", progress=False)
+
+
+def test_ctdenoise_denoise_runs_a_redcnn_folder_through_the_same_runtime(tmp_path: Path) -> None:
+    import json
+
+    from ctdenoise.cli import main
+    from ctdenoise.model import REDCNN, save_checkpoint
+
+    torch.manual_seed(0)
+    folder = save_checkpoint(REDCNN(filters=8).eval(), tmp_path / "redcnn")
+    assert main(["example", str(tmp_path / "ct")]) == 0
+    assert main(["denoise", str(tmp_path / "ct"), "-o", str(tmp_path / "out"), "--model", str(folder), "--device", "cpu"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"].startswith("redcnn@")
