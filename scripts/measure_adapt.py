@@ -115,7 +115,7 @@ def supervised(noisy: np.ndarray, clean: np.ndarray, iterations: int, settings: 
     anchor = copy.deepcopy(model).eval()
     prepare_for_fine_tuning(model)
     optimizer = new_optimizer(model, settings)
-    scheduler = new_scheduler(optimizer, settings, iterations)
+    scheduler = new_scheduler(optimizer, iterations)
     pairs = SupervisedPairs(noisy, clean, settings.crop)
     for iteration in range(iterations):
         train_step(model, anchor, optimizer, scheduler, pairs, settings, iteration)
