@@ -21,7 +21,8 @@ import pydicom
 import torch
 from pydicom.data import get_testdata_file
 
-from common import environment, load_benchmark_model, model_fields, write_json
+from common import add_benchmark_model_option, environment, load_benchmark_model, model_fields, write_json
+from ctdenoise.cli.options import add_device_option
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.runtime.prepare import prepare, resolve_device
 from ctdenoise.runtime.settings import InferenceSettings
@@ -33,9 +34,9 @@ SLICE_FILE = "693_UNCR.dcm"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--model", default="auto")
+    add_benchmark_model_option(parser)
     parser.add_argument("--precisions", default="fp32,bf16,fp16")
-    parser.add_argument("--device", default="cpu", help="where the fast path runs (the fp32 eager reference runs on the CPU)")
+    add_device_option(parser, default="cpu", help="where the fast path runs (the fp32 eager reference runs on the CPU)")
     parser.add_argument("--slice-file", type=Path, default=None, help=f"a CT slice (default: pydicom-data's {SLICE_FILE})")
     parser.add_argument("--onnxruntime", action="store_true", help="add fp32 on ONNX Runtime (CPU; ctdenoise[onnx])")
     args = parser.parse_args()

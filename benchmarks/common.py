@@ -6,6 +6,7 @@ because these machines are shared and timings are only comparable within one run
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ctdenoise.cli.options import add_model_option
 from ctdenoise.io.hashing import sha256_file
 from ctdenoise.model import CLIPDenoiser, ModelConfig, save_checkpoint
 from ctdenoise.model.config import encoder_spec
@@ -63,6 +65,15 @@ def environment(device: torch.device) -> dict[str, object]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+BENCHMARK_MODEL_HELP = "auto (the shipped default model if installed, else random weights), random, or a checkpoint folder"
+
+
+def add_benchmark_model_option(parser: argparse.ArgumentParser) -> None:
+    """A benchmark's ``--model`` (:func:`ctdenoise.cli.options.add_model_option`; default ``auto``), read by
+    :func:`load_benchmark_model`."""
+    add_model_option(parser, default="auto", help=BENCHMARK_MODEL_HELP)
 
 
 def load_benchmark_model(spec: str) -> tuple[nn.Module, str]:

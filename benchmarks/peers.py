@@ -42,6 +42,7 @@ import torch
 
 from common import (
     ReferenceForward,
+    add_benchmark_model_option,
     cli_model_argument,
     environment,
     load_benchmark_model,
@@ -50,6 +51,7 @@ from common import (
     timed,
     write_json,
 )
+from ctdenoise.cli.options import add_device_option
 from ctdenoise.evaluate.methods import NLM_SETTINGS, bm3d_available, classical_method
 from ctdenoise.intensity import hu_to_unit
 from ctdenoise.runtime.denoise import denoise_hu
@@ -107,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)),
                         help="pool size of NLM and BM3D (default: the cores available, %(default)s)")
     parser.add_argument("--bm3d-slices", type=int, default=None, help="slices BM3D runs on (default: --processes)")
-    parser.add_argument("--device", default="auto", help="where ctdenoise and the reference forward run")
-    parser.add_argument("--model", default="auto")
+    add_device_option(parser, help="where ctdenoise and the reference forward run")
+    add_benchmark_model_option(parser)
     parser.add_argument("--quick", action="store_true", help=f"small run to check the script: {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:

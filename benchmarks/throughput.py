@@ -26,7 +26,17 @@ from pathlib import Path
 
 import torch
 
-from common import PeakMemory, ReferenceForward, environment, load_benchmark_model, median, timed, write_json
+from common import (
+    PeakMemory,
+    ReferenceForward,
+    add_benchmark_model_option,
+    environment,
+    load_benchmark_model,
+    median,
+    timed,
+    write_json,
+)
+from ctdenoise.cli.options import add_device_option
 from ctdenoise.runtime.prepare import prepare, resolve_device
 from ctdenoise.runtime.settings import InferenceSettings
 
@@ -56,13 +66,13 @@ def build_variant(name: str, model: torch.nn.Module, device: torch.device, batch
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="JSON file to write")
-    parser.add_argument("--device", default="auto")
+    add_device_option(parser)
     parser.add_argument("--batch-sizes", default="1,2,4,8,16", help="comma-separated (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per variant and batch size")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--variants", default=",".join(BASE_VARIANTS), help="comma-separated subset")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile variants")
-    parser.add_argument("--model", default="auto", help="auto (shipped default, else random weights), random, or PATH")
+    add_benchmark_model_option(parser)
     args = parser.parse_args()
 
     device = resolve_device(args.device)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
-from ctdenoise.cli.model_options import positive_int
+from ctdenoise.cli.options import add_model_option, positive_int
 
 log = logging.getLogger("ctdenoise.adapt")
 
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="SERIES_OR_TREE")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="MODEL_DIR", help="model folder to write (must not exist)")
-    p.add_argument("--model", default=None, metavar="BASE", help="base model name or folder (default: the shipped default)")
+    add_model_option(p, default=None, metavar="BASE", help="base model name or folder (default: the shipped default)")
     p.add_argument("--method", default="auto", choices=METHOD_CHOICES,
                    help="neighbours: neighbouring-slice Noise2Noise; recorrupt: recorrupted pairs with the scan's own "
                    "noise texture (image-only); auto (default): neighbours unless slices are too thick or too few")

@@ -9,13 +9,7 @@ from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP
 from ctdenoise.cli.batch_log import finish, log_series_result
-from ctdenoise.cli.model_options import (  # noqa: F401 - positive_int and strength_value are imported from here too
-    add_model_options,
-    check_model,
-    inference_settings,
-    positive_int,
-    strength_value,
-)
+from ctdenoise.cli.options import add_model_options, check_model, inference_settings
 from ctdenoise.io.dicom_write import COMPRESSION_SYNTAXES
 from ctdenoise.jobs.report import REPORT_FILE
 from ctdenoise.jobs.resume import IF_CHANGED_CHOICES

@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK, EXIT_USAGE
+from ctdenoise.cli.options import add_batch_size_option, add_device_option, add_model_option, inference_group
 from ctdenoise.evaluate.clean_check import CLEAN_CHECK_DIR, run_clean_check
 from ctdenoise.evaluate.methods import Method, classical_method, clip_model_method, redcnn_method
 from ctdenoise.evaluate.pairing import MAYO_THICKNESSES, CaseSpec, mayo_cases, pair_case, simulated_cases
@@ -95,8 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="reconstruction kernel of every simulated low dose (--simulate-dose and the dose sweep), "
                       "i.e. its noise texture; see 'ctdenoise simulate --help' (default: %(default)s)")
     methods = p.add_argument_group("methods")
-    methods.add_argument("--model", default="default",
-                         help=f"CLIPDenoiser: shipped model name or checkpoint folder, '{NO_MODEL}' to skip (default: %(default)s)")
+    add_model_option(methods, help=f"CLIPDenoiser: shipped model name or checkpoint folder, '{NO_MODEL}' to skip (default: %(default)s)")
     methods.add_argument("--model-name", default="clipdenoiser", help="label of --model in the reports")
     methods.add_argument("--variant", dest="variants", action="append", type=_variant, default=[], metavar="NAME=MODEL[@S]",
                          help="another CLIPDenoiser to compare, labelled NAME: a shipped model name or checkpoint folder, "
@@ -117,8 +117,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="also run every method on a noiseless textured phantom and on the normal-dose slices "
                    "themselves, and report how much each changes them (OUTDIR/clean_check)")
     p.add_argument("--seed", type=int, default=0, help="seed of every simulated noise")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
-    p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
+    add_device_option(inference_group(p))
+    add_batch_size_option(inference_group(p), help="slices per forward pass (default: 2 on CPU, 16 on GPU; --redcnn: 4)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
                    help="output folder: metrics.csv, summary.json, summary.md, figures/ (and sweep/)")
     p.set_defaults(func=run)

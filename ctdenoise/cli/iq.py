@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
-from ctdenoise.cli.model_options import add_model_options, positive_int, strength_value
+from ctdenoise.cli.options import add_model_options, positive_int, strength_value
 from ctdenoise.runtime.options import DEFAULT_STRENGTH
 
 log = logging.getLogger("ctdenoise.iq")

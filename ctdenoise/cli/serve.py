@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
 from ctdenoise.cli.config_file import apply_config_file, record_given_options
-from ctdenoise.cli.model_options import add_model_options, check_model, inference_settings
+from ctdenoise.cli.options import add_model_options, check_model, inference_settings
 from ctdenoise.errors import ConfigError
 
 MB = 1024 * 1024

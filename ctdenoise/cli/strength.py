@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
-from ctdenoise.registry import DEFAULT_MODEL_NAME
+from ctdenoise.cli.options import add_model_option
 
 #: Where the report goes when --output is not given: runs/strength_<model folder name>.json.
 DEFAULT_RUNS_DIR = Path("runs")
@@ -39,8 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "is in the docs ('Training').",
     )
     fit.add_argument("config", type=Path, metavar="RECIPE.yaml", help="training recipe whose validation set is scored")
-    fit.add_argument("--model", default=DEFAULT_MODEL_NAME,
-                     help="shipped model name or checkpoint folder (default: %(default)s)")
+    add_model_option(fit)
     fit.add_argument("--output", type=Path, default=None, metavar="OUT.json",
                      help="report to write (default: runs/strength_<model folder name>.json)")
     fit.add_argument("--strengths", type=strength_list, default=None, metavar="S,S,...",
