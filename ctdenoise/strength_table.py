@@ -133,10 +133,10 @@ def write_strength_table(
     directory = Path(model_dir)
     path = directory / STRENGTH_TABLE_FILE
     table = StrengthTable(tuple((float(n), float(s)) for n, s in points), recorded_tensors_sha256(directory), str(path))
-    payload = {"format": TABLE_FORMAT, "tensors_sha256": table.tensors_sha256,
-               "points": [[round(n, 3), round(s, 3)] for n, s in table.points],
+    rounded = tuple((round(n, 3), round(s, 3)) for n, s in table.points)
+    StrengthTable(rounded, table.tensors_sha256, str(path))  # still valid rounded
+    payload = {"format": TABLE_FORMAT, "tensors_sha256": table.tensors_sha256, "points": [list(p) for p in rounded],
                "fitted_on": fitted_on, "command": command}
-    StrengthTable(tuple(tuple(p) for p in payload["points"]), table.tensors_sha256, str(path))  # still valid rounded
     text = json.dumps(payload, indent=2) + "\n"
     atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

@@ -93,7 +93,7 @@ def running_node(spool_dir: Path, model, destinations, series_timeout: float = 0
     def serve() -> None:
         try:
             node.run(stop, ports.put)
-        except BaseException as error:  # reported by the test, not lost in the thread
+        except BaseException as error:  # noqa: BLE001 - reported by the test, not lost in the thread
             errors.append(error)
             ports.put(None)
 

@@ -27,7 +27,7 @@ class _OnePass:
     def __call__(self, hu: np.ndarray) -> np.ndarray:
         array = np.ascontiguousarray(hu, dtype=np.float32)
         key = hashlib.sha1(array.tobytes()).hexdigest() + str(array.shape)
-        if key != self._key:
+        if self._output is None or key != self._key:
             self._output, self._key = np.asarray(self._denoise(array), dtype=np.float32), key
         return self._output
 

@@ -59,6 +59,7 @@ def dry_run_report(jobs: Sequence[BatchJob], out_dir: Path, problems: list[str],
             report.series.append(SeriesResult(job.key, job_input(job), "planned", slices=count_slices(job.ref),
                                               change=decision.change, warnings=series_warnings(job, [])))
         else:
+            assert decision.earlier is not None, "a decision not to redo carries the earlier result"
             report.series.append(decision.earlier)
     return report
 

@@ -41,7 +41,7 @@ class BatchOptions:
     io_workers: int | None = None
     stop: StopSignals | None = None
     on_start: Callable[[int, int], None] | None = None
-    progress: Callable[[int], None] | None = None
+    progress: Callable[[int], object] | None = None
     on_series_done: Callable[[SeriesResult], None] | None = None
 
     def stop_immediately(self) -> AbstractContextManager[None]:

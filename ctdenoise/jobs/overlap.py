@@ -18,6 +18,7 @@ import torch
 
 from ctdenoise.io import Volume
 from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.prepare import PreparedModel
 from ctdenoise.runtime.settings import InferenceSettings
 
 T = TypeVar("T")
@@ -56,7 +57,7 @@ class SliceGate:
 
 
 def denoise_while_writing(
-    model: torch.nn.Module,
+    model: PreparedModel | torch.nn.Module,
     volume: Volume,
     settings: InferenceSettings,
     write: Callable[[np.ndarray, Callable[[int], None]], T],
@@ -80,14 +81,16 @@ def denoise_while_writing(
             gate.advance(slices)
             if progress is not None:
                 progress(slices)
-            if written.done() and written.exception() is not None:
-                raise written.exception()  # the writer failed: computing the rest is wasted
+            failed = written.exception() if written.done() else None
+            if failed is not None:
+                raise failed  # the writer failed: computing the rest is wasted
 
         try:
             denoise_hu(model, volume.hu, settings, computed, out=output)
         except BaseException:
             gate.abort()
-            if written.done() and written.exception() is not None:
-                raise written.exception() from None
+            failed = written.exception() if written.done() else None
+            if failed is not None:
+                raise failed from None
             raise
         return written.result()

@@ -99,6 +99,7 @@ def process_jobs(
 
     def derivation_once() -> Derivation:
         if not prepared:
+            assert model is not None, "the model is loaded before the first series is denoised"
             prepared.append(Derivation(prepare(model, options.settings, label=label),
                                        output_format=options.output_format, compression=options.compression,
                                        io_workers=options.io_workers, write_unchanged=options.write_unchanged))
@@ -116,6 +117,7 @@ def process_jobs(
                 stop.check()
             decision = decisions[job.key]
             if not decision.redo:
+                assert decision.earlier is not None, "a decision not to redo carries the earlier result"
                 result = decision.earlier
             else:
                 if model is None:

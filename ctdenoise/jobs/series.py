@@ -92,7 +92,7 @@ def denoise_series(
         return DenoisedSeries([], int(volume.hu.shape[0]), 0.0, _rounded(noise_before), _rounded(noise_before),
                               left_unchanged=True)
     with atomic_write_dir(target, overwrite=overwrite) as staging:
-        suffix, description = derived_series_texts(model.network, model.label, settings.strength)
+        suffix, description = derived_series_texts(model.network, model.label, settings.resolved_strength)
         is_dicom_output = derivation.output_format == "dicom" or (
             derivation.output_format == "same" and bool(volume.dicom_datasets))
         derived_uid = derivation.derived_uid or derived_uid_rule(model.label, settings)
@@ -116,7 +116,7 @@ def denoise_series(
     return DenoisedSeries(
         files=[target / path.relative_to(staging) for path in written],
         slices=int(volume.hu.shape[0]),
-        strength=settings.strength,
+        strength=settings.resolved_strength,
         noise_hu_before=_rounded(noise_before),
         noise_hu_after=_rounded(noise_after[0]),
     )
@@ -126,7 +126,7 @@ def derived_uid_rule(model_label: str, settings: InferenceSettings) -> Callable[
     """The derived UID of each source UID when ``model_label`` runs with ``settings`` (a number as strength):
     :func:`ctdenoise.io.uids.derived_uid_for` of the derivation's key, the backend resolved
     (:func:`ctdenoise.io.uids.derivation_key`)."""
-    return derived_uid_for(derivation_key(model_label, strength=settings.strength, precision=settings.precision,
+    return derived_uid_for(derivation_key(model_label, strength=settings.resolved_strength, precision=settings.precision,
                                           backend=resolve_backend(settings)))
 
 

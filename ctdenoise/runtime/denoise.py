@@ -86,7 +86,7 @@ def denoise_hu(
             batch = transfer.upload(array[start:stop], pad_to=runner.fixed_batch_size)
             clean = unit_to_hu(runner(hu_to_unit(batch.unsqueeze(1)))).squeeze(1)
             if settings.strength != 1:
-                clean = blend_strength(batch, clean, settings.strength)
+                clean = blend_strength(batch, clean, settings.resolved_strength)
             finished = transfer.download(clean[: stop - start], output[start:stop])
             if progress is not None and finished:
                 progress(finished)

@@ -30,7 +30,7 @@ def fold_encoder_batchnorm(model: nn.Module) -> nn.Module:
     (always so for a frozen encoder); raises :class:`ModelError` if it is in training mode or if some
     BatchNorm has no convolution partner (an unknown architecture).
     """
-    encoder = model.encoder
+    encoder = model.get_submodule("encoder")
     if encoder.training:
         raise ModelError("cannot fold BatchNorm of an encoder in training mode; call model.eval() first")
     for parent in list(encoder.modules()):
@@ -69,4 +69,4 @@ def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
     if decoder is not None and hasattr(decoder, "last"):
         decoder.last = FP32Module(decoder.last)
     fast.requires_grad_(False)
-    return fast.to(device=device, memory_format=torch.channels_last)
+    return fast.to(device).to(memory_format=torch.channels_last)

@@ -78,6 +78,15 @@ class InferenceSettings:
         backend): the two differ at most in strength."""
         return replace(self, strength=DEFAULT_STRENGTH) == replace(other, strength=DEFAULT_STRENGTH)
 
+    @property
+    def resolved_strength(self) -> float:
+        """``strength`` as the number it is once :func:`resolve_strength` has resolved a strength table for a
+        series; ValueError while it is still a table."""
+        strength = self.strength
+        if isinstance(strength, StrengthTable):
+            raise ValueError("strength 'auto' has no number until resolve_strength picks one for a series")
+        return strength
+
 
 def resolve_strength(
     settings: InferenceSettings, hu: np.ndarray, noise_hu: float | None = None

@@ -64,7 +64,7 @@ def rule_score(by_level: dict[str, Any], protocols: tuple[str, ...]) -> float:
 def fit_auto(levels: dict[str, Any], by_strength: dict[float, Any], strengths: list[float], protocol: str) -> dict[str, Any]:
     """The table's points from the levels' median input noise and best grid strength (mean ``protocol`` PSNR),
     with each slice's own best strength for reference."""
-    fit_levels = {}
+    fit_levels: dict[str, dict[str, Any]] = {}
     for label, level in levels.items():
         psnr = {s: by_strength[s][label][protocol]["psnr"] for s in strengths}
         slice_psnr = np.array([by_strength[s][label]["slice_psnr"] for s in strengths])  # (strengths, slices)
@@ -92,7 +92,8 @@ def fit_strength(config_path: Path, model_spec: str, strengths: list[float]) -> 
     protocols = tuple(config.validation.protocols)
     data = build_validation_set(load_slices(split_series(config.data).validation), config.validation)
     model = load_model(model_spec).eval()
-    levels, inputs_hu, outputs_hu = {}, {}, {}
+    levels: dict[str, dict[str, Any]] = {}
+    inputs_hu, outputs_hu = {}, {}
     by_strength: dict[float, dict[str, Any]] = {s: {} for s in strengths}
     for label, inputs in data.noisy.items():
         noisy_hu = [unit_to_hu(x.numpy()) for x in inputs]

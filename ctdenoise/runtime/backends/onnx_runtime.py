@@ -99,7 +99,8 @@ class OnnxRuntimeForward:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the shape-dependent padding loop
             torch.onnx.export(
-                self.model, (torch.zeros(shape),), graph, input_names=["image"], output_names=["denoised"],
+                self.model, (torch.zeros(shape),), graph,  # type: ignore[arg-type]  # a file object works; the stubs say path
+                input_names=["image"], output_names=["denoised"],
                 opset_version=ONNX_OPSET, dynamo=False,
             )
         options = self._ort.SessionOptions()
