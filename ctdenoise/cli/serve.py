@@ -140,14 +140,14 @@ def build_node(args: argparse.Namespace):
     from ctdenoise.serve.guard import AssociationLimits
     from ctdenoise.serve.node import Node, RetryPolicy
     from ctdenoise.serve.scp import ScpConfig, StorageSCP
-    from ctdenoise.serve.senders import CStoreDestination, FolderDestination, StowDestination
+    from ctdenoise.serve.senders import CStoreDestination, Destination, FolderDestination, StowDestination
     from ctdenoise.serve.spool import Spool
 
     check_model(args)  # a missing or broken model fails here, before the slower loading
     settings = inference_settings(args)
     if not isinstance(settings.strength, (int, float)):
         raise ConfigError("strength", "'auto' is not supported by serve (one strength for every series); give a number from 0 to 1")
-    destinations = [FolderDestination(args.output)] if args.output else []
+    destinations: list[Destination] = [FolderDestination(args.output)] if args.output else []
     destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
     destinations += [StowDestination(url) for url in args.stow]
     denoiser = SeriesDenoiser(load_prepared(args.model, settings, clip_weights=args.clip_weights),

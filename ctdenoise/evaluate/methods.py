@@ -82,9 +82,11 @@ def apply_method(method: Method, low_hu: np.ndarray, full_hu: np.ndarray) -> np.
 def _per_slice(function: Callable[[np.ndarray, float], np.ndarray], given_sigma: bool) -> Callable[..., np.ndarray]:
     """A stack denoiser from ``function(unit_slice, sigma_unit)``; sigma estimated per slice unless given (HU)."""
     def run(hu: np.ndarray, sigmas_hu: list[float] | None = None) -> np.ndarray:
+        if given_sigma and sigmas_hu is None:
+            raise ValueError("a given-sigma method needs the true noise std of each slice (sigmas_hu)")
         out = []
         for index, hu_slice in enumerate(hu):
-            sigma_hu = sigmas_hu[index] if given_sigma else noise_hu_local_std_percentile(hu_slice)
+            sigma_hu = sigmas_hu[index] if given_sigma and sigmas_hu is not None else noise_hu_local_std_percentile(hu_slice)
             out.append(unit_to_hu(function(hu_to_unit(hu_slice.astype(np.float64)), sigma_hu / HU_SPAN)))
         return np.stack(out).astype(np.float32)
 
@@ -162,6 +164,7 @@ def clip_model_method(
     settings = InferenceSettings(device=device, batch_size=batch_size)
     model = load_prepared(spec, settings)  # once: every stack (chunk, sweep cell) reuses the prepared copy
     directory = model.model_dir
+    assert directory is not None, "load_prepared records the folder it loaded"
     if strength is not None:
         settings = replace(settings, strength=strength_setting(strength, directory))
     table = settings.strength if isinstance(settings.strength, StrengthTable) else None

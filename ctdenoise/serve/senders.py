@@ -39,7 +39,8 @@ class DeliveryError(Exception):
 
 
 class Destination(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only: the node only names a destination in its records
 
     def deliver(self, files: Sequence[Path]) -> None: ...
 
