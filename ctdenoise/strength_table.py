@@ -24,6 +24,7 @@ from ctdenoise.errors import ModelError
 from ctdenoise.io.atomic import atomic_write_file
 from ctdenoise.registry import recorded_tensors_sha256
 from ctdenoise.runtime.options import AUTO_STRENGTH  # "auto": the strength value that asks for the table
+from ctdenoise.strength_presets import PRESET_NAMES, preset_strength
 
 STRENGTH_TABLE_FILE = "strength.json"
 TABLE_FORMAT = "ctdenoise-strength-table"
@@ -93,11 +94,16 @@ def strength_setting(
 ) -> float | StrengthTable:
     """What :class:`~ctdenoise.runtime.settings.InferenceSettings` takes as ``strength`` for a user's value: a number
     or a table as it is, ``"auto"`` the table of the model folder ``model_dir`` (:func:`read_strength_table`;
-    :class:`ModelError` when ``model_dir`` is None, i.e. the model was not loaded from a folder). Any other text
-    raises :class:`ModelError` saying what is accepted."""
+    :class:`ModelError` when ``model_dir`` is None, i.e. the model was not loaded from a folder), a preset name
+    (``"low"``, ``"medium"``, ``"high"``) the strength the folder's ``presets.json`` gives it
+    (:func:`ctdenoise.strength_presets.preset_strength`; ModelError likewise). Any other text raises
+    :class:`ModelError` saying what is accepted."""
     if isinstance(strength, str):
+        if strength in PRESET_NAMES:
+            return preset_strength(strength, model_dir)
         if strength != AUTO_STRENGTH:
-            raise ModelError(f"strength {strength!r} is neither a number from 0 to 1 nor {AUTO_STRENGTH!r}")
+            raise ModelError(f"strength {strength!r} is neither a number from 0 to 1, {AUTO_STRENGTH!r} nor a preset "
+                             f"({', '.join(PRESET_NAMES)})")
         if model_dir is None:
             raise ModelError(
                 "strength 'auto' needs a model loaded from its folder and prepared "

@@ -23,8 +23,8 @@ LAYERS = (
      "ctdenoise.recon_kernels", "ctdenoise.simulate"),
     # model: networks, checkpoints, where models come from
     ("ctdenoise.model", "ctdenoise.model_files", "ctdenoise.registry"),
-    # runtime: a model prepared once for a device/precision/engine, run on HU; a model's strength table
-    ("ctdenoise.runtime", "ctdenoise.strength_table"),
+    # runtime: a model prepared once for a device/precision/engine, run on HU; a model's strength table and presets
+    ("ctdenoise.runtime", "ctdenoise.strength_table", "ctdenoise.strength_presets"),
     # jobs: what runs prepared models over data (folder runs, MONAI transforms, training, evaluation, IQ, adaptation)
     ("ctdenoise.jobs", "ctdenoise.transforms", "ctdenoise.training", "ctdenoise.evaluate", "ctdenoise.iq",
      "ctdenoise.adapt"),

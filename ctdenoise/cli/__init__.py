@@ -40,7 +40,7 @@ COMMAND_HELP = {
     "iq": "measure image quality as CT physicists do (noise, NPS, TTF, d')",
     "serve": "run a DICOM node: receive CT series, denoise, send the derived series on",
     "simulate": "simulate a low-dose scan from a normal-dose one",
-    "strength": "choose a model's strength: 'strength fit' scores strengths and fits the auto table",
+    "strength": "choose a model's strength: 'strength fit' scores strengths and fits the auto table, 'strength presets' measures low|medium|high",
     "train": "train a model from a YAML recipe",
 }
 

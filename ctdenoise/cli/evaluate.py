@@ -22,6 +22,7 @@ from ctdenoise.evaluate.sweep import SweepSettings, run_sweep
 from ctdenoise.intensity import WINDOWS
 from ctdenoise.metrics import PROTOCOLS
 from ctdenoise.recon_kernels import KERNELS
+from ctdenoise.runtime.options import AUTO_STRENGTH, STRENGTH_PRESETS
 
 log = logging.getLogger("ctdenoise.evaluate")
 NO_MODEL = "none"
@@ -62,14 +63,15 @@ Data (one of):
 
 
 def _variant(text: str) -> tuple[str, str, float | str | None]:
-    """``NAME=MODEL``, ``NAME=MODEL@S`` or ``NAME=MODEL@auto`` -> (name, model, strength, "auto" or None)."""
+    """``NAME=MODEL``, ``NAME=MODEL@S``, ``NAME=MODEL@auto`` or ``NAME=MODEL@PRESET`` (low, medium, high) ->
+    (name, model, strength: a number, "auto", the preset's name or None)."""
     name, sep, rest = text.partition("=")
     if not sep or not name or not rest:
         raise argparse.ArgumentTypeError(f"expected NAME=MODEL or NAME=MODEL@STRENGTH, got {text!r}")
     model, at, strength = rest.rpartition("@") if "@" in rest else (rest, "", "")
     if not at:
         return name, model, None
-    if strength == "auto":
+    if strength == AUTO_STRENGTH or strength in STRENGTH_PRESETS:
         return name, model, strength
     try:
         return name, model, float(strength)
@@ -100,8 +102,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     methods.add_argument("--model-name", default="clipdenoiser", help="label of --model in the reports")
     methods.add_argument("--variant", dest="variants", action="append", type=_variant, default=[], metavar="NAME=MODEL[@S]",
                          help="another CLIPDenoiser to compare, labelled NAME: a shipped model name or checkpoint folder, "
-                         "optionally at strength S (0..1) or @auto (each stack's strength from the model's "
-                         "strength table at its estimated noise); repeatable")
+                         "optionally at strength S (0..1), @auto (each stack's strength from the model's "
+                         "strength table at its estimated noise) or @low, @medium, @high (the model's presets.json); "
+                         "repeatable")
     methods.add_argument("--redcnn", type=Path, metavar="DIR", help="RED-CNN checkpoint folder (supervised baseline)")
     methods.add_argument("--baselines", type=_names, default=("input", "nlm"),
                          help="classical methods: input,nlm[,bm3d]; nlm-sigma, bm3d-sigma: given the true noise level (default: input,nlm)")

@@ -24,6 +24,7 @@ from ctdenoise.runtime.options import (
     DEFAULT_STRENGTH,
     DEVICE_CHOICES,
     PRECISION_CHOICES,
+    STRENGTH_PRESETS,
 )
 
 #: What an argument group or a parser is to the functions below: anything ``add_argument`` can be called on.
@@ -84,7 +85,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--strength", type=strength_value, default=DEFAULT_STRENGTH, metavar="S",
                        help="0..1: how much of the model's change to apply, a linear blend in HU "
                        "(0 = input unchanged, 1 = model output; default: %(default)s); 'auto': each series' "
-                       "strength from its estimated noise, by the model's strength table")
+                       "strength from its estimated noise, by the model's strength table; "
+                       f"{'|'.join(STRENGTH_PRESETS)}: the strength that removes 30/50/70 %% of the noise of the "
+                       "image-quality phantom at quarter dose, from the model folder's presets.json")
     add_inference_options(inference_group(parser))
     add_io_workers_option(io_group(parser))
 
@@ -126,13 +129,16 @@ def positive_int(text: str) -> int:
 
 
 def strength_value(text: str) -> float | str:
-    """``--strength``: a number from 0 to 1 or ``auto`` (argparse turns the error into a usage error, exit 2)."""
-    if text == AUTO_STRENGTH:
+    """``--strength``: a number from 0 to 1, ``auto`` or a preset name (``low``, ``medium``, ``high``; argparse
+    turns the error into a usage error, exit 2)."""
+    if text == AUTO_STRENGTH or text in STRENGTH_PRESETS:
         return text
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use a value from 0 to 1") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; use a value from 0 to 1, {AUTO_STRENGTH} or a preset "
+            f"({', '.join(STRENGTH_PRESETS)})") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is outside 0..1 (0 = input unchanged, 1 = model output)")
     return value
@@ -157,5 +163,5 @@ def inference_settings(args: argparse.Namespace):
     return InferenceSettings(
         device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
         cuda_graphs=args.cuda_graphs, backend=args.backend,
-        strength=strength_setting(args.strength, resolve_model_dir(args.model) if args.strength == AUTO_STRENGTH else None),
+        strength=strength_setting(args.strength, resolve_model_dir(args.model) if isinstance(args.strength, str) else None),
     )

@@ -146,7 +146,8 @@ def build_node(args: argparse.Namespace):
     check_model(args)  # a missing or broken model fails here, before the slower loading
     settings = inference_settings(args)
     if not isinstance(settings.strength, (int, float)):
-        raise ConfigError("strength", "'auto' is not supported by serve (one strength for every series); give a number from 0 to 1")
+        raise ConfigError("strength", "'auto' is not supported by serve (one strength for every series); give a number "
+                          "from 0 to 1 or a preset (low, medium, high)")
     destinations: list[Destination] = [FolderDestination(args.output)] if args.output else []
     destinations += [CStoreDestination.parse(spec, args.ae_title) for spec in args.forward]
     destinations += [StowDestination(url) for url in args.stow]

@@ -1,5 +1,6 @@
 """``ctdenoise strength fit RECIPE.yaml``: score a model at several strengths on a recipe's validation slices
-and fit its ``--strength auto`` table (:mod:`ctdenoise.training.strength_fit`)."""
+and fit its ``--strength auto`` table (:mod:`ctdenoise.training.strength_fit`); ``ctdenoise strength presets``:
+measure its ``--strength low|medium|high`` on the image-quality phantom (:mod:`ctdenoise.iq.presets`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
-from ctdenoise.cli.options import add_model_option
+from ctdenoise.cli.options import add_inference_options, add_model_option, inference_group, positive_int
 
 #: Where the report goes when --output is not given: runs/strength_<model folder name>.json.
 DEFAULT_RUNS_DIR = Path("runs")
@@ -48,6 +49,88 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="write the fitted table as MODEL/strength.json (the table of --strength auto); MODEL must "
                      "then be a model folder you may write to")
     fit.set_defaults(func=run_fit)
+    add_presets_parser(actions)
+
+
+def add_presets_parser(actions: argparse._SubParsersAction) -> None:
+    from ctdenoise.strength_presets import PRESET_TARGETS, PRESETS_FILE
+
+    targets = ", ".join(f"{name} {target:g} %" for name, target in PRESET_TARGETS.items())
+    presets = actions.add_parser(
+        "presets", help="measure the strengths of --strength low|medium|high on the image-quality phantom",
+        description="Scan the image-quality digital phantom (the one of `ctdenoise iq`) at a quarter dose with the "
+        "standard kernel, run the model once per scan stack and measure the noise at every strength 0, 0.05 ... 1 "
+        f"(the blend of its output with the input). Each preset is the smallest strength that removes its share of "
+        f"the input's noise ({targets}; strength 1 when even that does not, and the record says so); at each preset's "
+        "strength noise, NPS mean frequency, TTF50 of every rod and d' are measured. Prints the table, writes the "
+        f"report as JSON and, with --write, the model folder's {PRESETS_FILE}.",
+    )
+    add_model_option(presets)
+    presets.add_argument("--realisations", type=positive_int, default=16, metavar="N",
+                         help="simulated scans of the phantom, at least 2 (default: %(default)s)")
+    presets.add_argument("--seed", type=int, default=0, help="random seed of the simulated scans (default: %(default)s)")
+    presets.add_argument("-o", "--output", type=Path, default=None, metavar="REPORT.json",
+                         help="report to write (default: runs/presets_<model folder name>.json)")
+    presets.add_argument("--write", action="store_true",
+                         help=f"also write the presets as MODEL/{PRESETS_FILE} (what --strength low|medium|high read); "
+                         "MODEL must then be a model folder you may write to")
+    add_inference_options(inference_group(presets))
+    presets.set_defaults(func=run_presets)
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from ctdenoise.errors import ConfigError
+    from ctdenoise.iq.presets import measure_model_presets
+    from ctdenoise.registry import check_model_folder
+    from ctdenoise.runtime.settings import InferenceSettings
+    from ctdenoise.strength_presets import write_presets
+
+    if args.realisations < 2:
+        raise ConfigError("realisations", f"needs at least 2 repeated scans, got {args.realisations}")
+    model_dir = check_model_folder(args.model)
+    output = args.output or DEFAULT_RUNS_DIR / f"presets_{model_dir.name}.json"
+    settings = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                 compile=args.compile, cuda_graphs=args.cuda_graphs, backend=args.backend)
+    report = measure_model_presets(args.model, realisations=args.realisations, seed=args.seed,
+                                   command=presets_command_line(args), settings=settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_presets(report)
+    print(f"wrote {output}")
+    if args.write:
+        print(f"wrote {write_presets(model_dir, report)}")
+    return EXIT_OK
+
+
+def presets_command_line(args: argparse.Namespace) -> str:
+    """The command line that measured the presets, as presets.json records it."""
+    words = ["ctdenoise", "strength", "presets", "--model", str(args.model), "--realisations", str(args.realisations),
+             "--seed", str(args.seed)]
+    return shlex.join([*words, "--write"] if args.write else words)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}"
+
+
+def print_presets(report: dict) -> None:
+    """The presets as a table: strength, noise, f_av and TTF50 of every rod, each as a change in percent of the
+    input's (and d')."""
+    settings = report["measured_with"]
+    inserts = [f"TTF50 {i['name']} ({i['contrast_hu']:+.0f} HU) %" for i in report["input"]["ttf50"]]
+    print(f"{report['model']}: {settings['realisations']} phantom scans, dose {settings['dose']:g}, "
+          f"kernel {settings['kernel']}, seed {settings['seed']}; input noise {report['input']['noise_hu']:.2f} HU")
+    header = ["preset", "strength", "noise HU", "noise %", "f_av %", *inserts, "d'"]
+    rows = [header]
+    for name, preset in report["presets"].items():
+        strength = f"{preset['strength']:g}" + ("" if preset["target_reached"] else " (target not reached)")
+        rows.append([name, strength, f"{preset['noise_hu']:.2f}", _percent(preset["noise_change_percent"]),
+                     _percent(preset["f_av_change_percent"]),
+                     *(_percent(i["ttf50_change_percent"]) for i in preset["ttf50"]),
+                     "n/a" if preset["dprime"] is None else f"{preset['dprime']:.2f}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
 
 
 def run_fit(args: argparse.Namespace) -> int:

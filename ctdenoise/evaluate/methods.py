@@ -155,7 +155,8 @@ def clip_model_method(
     """The CLIPDenoiser named by ``spec`` (shipped model name or checkpoint folder), prepared once
     (:func:`~ctdenoise.runtime.prepare.load_prepared`) and run on every stack by :func:`denoise_hu`
     at ``strength`` (None: the default strength of :class:`~ctdenoise.runtime.settings.InferenceSettings`; ``"auto"``:
-    each stack's strength from the model folder's strength table at the stack's estimated noise, logged)."""
+    each stack's strength from the model folder's strength table at the stack's estimated noise, logged; ``"low"``,
+    ``"medium"``, ``"high"``: the preset's strength from the model folder's ``presets.json``, recorded with its name)."""
     from ctdenoise.runtime.denoise import denoise_hu
     from ctdenoise.runtime.prepare import load_prepared
     from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
@@ -172,6 +173,8 @@ def clip_model_method(
               "strength": "auto" if table else settings.strength}
     if table:
         record["strength_table"] = {"file": table.source, "points": [list(p) for p in table.points]}
+    elif isinstance(strength, str):
+        record["strength_preset"] = strength
     shown = "auto (strength table)" if table else f"{settings.strength:g}"
 
     def denoise(hu: np.ndarray) -> np.ndarray:

@@ -202,6 +202,22 @@ def _dose_reductions(conditions: list[dict], kernel: str) -> list[dict]:
     return out
 
 
+def scan_phantom(protocol: PhantomProtocol, kernel: str, dose: float, *, seed: Sequence[int],
+                 image: np.ndarray | None = None) -> np.ndarray:
+    """``protocol.realisations`` simulated scans (n, rows, cols) in HU of ``protocol.phantom`` at ``dose`` with
+    ``kernel``: :func:`ctdenoise.simulate.simulate_low_dose` with ``input_has_noise=False`` (the whole dose-k noise
+    added to the noiseless phantom, whose own resolution is the known Gaussian), drawn from ``seed``
+    (:func:`run_protocol` uses ``[protocol.seed, kernel index, dose index]``). ``image``: the phantom's image
+    when the caller already has it."""
+    from ctdenoise.simulate import simulate_low_dose
+
+    phantom = protocol.phantom
+    image = phantom.image() if image is None else image
+    log.info("scanning the phantom %d times: kernel %s, dose %g", protocol.realisations, kernel, dose)
+    return simulate_low_dose(np.repeat(image[None], protocol.realisations, axis=0), phantom.pixel_mm,
+                             dose_fraction=dose, kernel=kernel, input_has_noise=False, seed=list(seed))
+
+
 def run_protocol(
     methods: Sequence[IQMethod] | Mapping[str, Denoiser],
     protocol: PhantomProtocol = PhantomProtocol(),
@@ -216,7 +232,6 @@ def run_protocol(
     ``analytic`` (the phantom's true TTF50/TTF10).
     """
     from ctdenoise.recon_kernels import get_kernel
-    from ctdenoise.simulate import simulate_low_dose
 
     if protocol.realisations < 2:
         raise ConfigError("realisations", f"needs at least 2 repeated scans, got {protocol.realisations}")
@@ -230,11 +245,7 @@ def run_protocol(
     examples: dict[str, dict[str, np.ndarray]] = {}
     for k, kernel in enumerate(protocol.kernels):
         for d, dose in enumerate(protocol.all_doses()):
-            log.info("scanning the phantom %d times: kernel %s, dose %g", protocol.realisations, kernel, dose)
-            scans = simulate_low_dose(
-                np.repeat(image[None], protocol.realisations, axis=0), phantom.pixel_mm, dose_fraction=dose,
-                kernel=kernel, input_has_noise=False, seed=[protocol.seed, k, d],
-            )
+            scans = scan_phantom(protocol, kernel, dose, seed=[protocol.seed, k, d], image=image)
             records, shown = measure_methods(scans, phantom.pixel_mm, layout, listed, task=protocol.task,
                                              keep_example=dose == protocol.report_dose)
             conditions.append({"kernel": kernel, "dose": dose, "methods": records})

@@ -18,3 +18,7 @@ DEFAULT_STRENGTH = 1.0
 
 AUTO_STRENGTH = "auto"
 """The strength value that asks for the model folder's strength table (:mod:`ctdenoise.strength_table`)."""
+
+STRENGTH_PRESETS = ("low", "medium", "high")
+"""The strength values that name a preset of the model folder's ``presets.json`` (:mod:`ctdenoise.strength_presets`):
+the strength that removes 30, 50 and 70 % of the noise of the image-quality phantom at a quarter dose."""

@@ -73,7 +73,8 @@ class DenoiseSlices(Transform):
     ``input + strength * (model output - input)`` in HU (ConfigError outside [0, 1]); ``"auto"`` (or a
     :class:`~ctdenoise.strength_table.StrengthTable`) takes each volume's strength from the table at the
     volume's estimated noise, the table being ``strength.json`` in the prepared model's folder
-    (``model_dir``; ModelError when there is none, or for a bare network). Returns float32 HU with the
+    (``model_dir``; ModelError when there is none, or for a bare network); ``"low"``, ``"medium"`` or ``"high"``
+    the preset's strength from ``presets.json`` in that folder (ModelError likewise). Returns float32 HU with the
     input's shape and meta data.
     """
 
