@@ -14,10 +14,10 @@ scored slices are instead that volume's, re-simulated the same way (other anatom
 the whole of ``--volume`` (at most ``--adapt-slices``) is the series. The options change the domain; the
 defaults are the domain of the measurement in docs/adapt.md.
 
-Rows: the noisy input; the shipped model; ``ctdenoise adapt`` with ``--method neighbours`` and with
-``--method recorrupt`` (each ``--minutes``); NLM given the true sigma; supervised fine-tuning of the shipped
-model with clean targets on the same adapt slices (the upper bound: the same loop, crops, batch, learning rate
-and number of iterations as the neighbours run, the target being the normal-dose slice). Each row records its
+Rows: the noisy input; the shipped model; ``ctdenoise adapt`` with each of ``--methods`` (default
+``neighbours`` and ``recorrupt``, each ``--minutes``); NLM given the true sigma; supervised fine-tuning of the
+shipped model with clean targets on the same adapt slices (the upper bound: the same loop, crops, batch, learning
+rate and number of iterations as the first method's run, the target being the normal-dose slice). Each row records its
 wall-clock minutes. The do-no-harm columns: each model run on the held-out *normal-dose* slices, the body
 RMSE of its output against that input (what it changes in an image that needs nothing removed).
 
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-scale", type=float, default=KERNEL_SCALE, help="factor on the kernel's cutoff")
     parser.add_argument("--bowtie", default=BOWTIE, help="bowtie of the domain's noise level")
     parser.add_argument("--adapt-slices", type=int, default=ADAPT_SLICES, help="slices given to ctdenoise adapt")
+    parser.add_argument("--methods", default="neighbours,recorrupt",
+                        help="comma-separated adapt methods to run (the supervised run takes the first one's iterations)")
     parser.add_argument("--score-slices", type=int, default=None,
                         help="score only the first N held-out slices (a quick check of the script; default: all)")
     args = parser.parse_args(argv)
@@ -186,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     timed("shipped model (v5 default)", lambda: load_model(None))
     records = {}
-    for method in ("neighbours", "recorrupt"):
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for method in methods:
         def adapted(method: str = method) -> torch.nn.Module:
             model, records[method] = run_adapt(series, args.out, method, args.minutes)
             return model
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append({"name": "NLM given sigma", **scores(apply_method(nlm, held_noisy, held_clean), held_clean),
                  "minutes": round((time.monotonic() - tick) / 60, 2), "clean_change_hu": None})
     settings = AdaptSettings()
-    iterations = int(records["neighbours"]["iterations"])
+    iterations = int(records[methods[0]]["iterations"])
     timed(f"supervised fine-tune, clean targets ({iterations} iterations, upper bound)",
           lambda: supervised(noisy[:adapt_slices], clean[:adapt_slices], iterations, settings))
     held_out_from = args.volume.name if args.held_out_volume is None else args.held_out_volume.name

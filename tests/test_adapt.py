@@ -1,12 +1,15 @@
 """``ctdenoise adapt``: a run writes a loadable model folder with its card and no identifiers from the input,
-an interrupted run resumes, unusable inputs are skipped with the reason, thick slices fall back to the
-image-only method, and the guard refuses a model made worse unless --force. Small phantoms and a few
-iterations of the shipped model keep this fast; the method's measurement is scripts/measure_adapt.py."""
+an interrupted run resumes, unusable inputs are skipped with the reason, the default is the image-only method and
+neighbours refuse thick or short series, and the guard refuses a model made worse unless --force. Small phantoms
+and a few iterations of the shipped model keep this fast; the method's measurement is scripts/measure_adapt.py
+(with scripts/neighbour_mismatch.py for why neighbours fail)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +24,7 @@ from ctdenoise.cli.adapt import EXIT_REFUSED
 from ctdenoise.jobs.interrupt import StopRequested, StopSignals
 
 PATIENT = "DOE^JANE-adapt-secret"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def phantom(slices: int, size: int = 48) -> np.ndarray:
@@ -54,7 +58,7 @@ def write_series(path, hu: np.ndarray, slice_mm: float = 1.0):
 @pytest.fixture
 def site(tmp_path):
     tree = tmp_path / "site"
-    write_series(tree / PATIENT / "scan.nii.gz", noisy(phantom(12)))
+    write_series(tree / PATIENT / "scan.nii.gz", noisy(phantom(12, size=128)))  # room for 32-pixel texture patches
     (tree / "notes.txt").write_text("not an image")
     write_series(tree / "tiny" / "scout.nii.gz", noisy(phantom(3, size=24)))  # smaller than the crop
     return tree
@@ -72,7 +76,7 @@ def test_a_run_writes_a_loadable_model_with_its_card_and_no_identifiers(site, tm
     model = load_model(out)
     assert model.config.in_channels == 1
     card = (out / "MODEL_CARD.md").read_text()
-    assert "# Adapted model" in card and "neighbours" in card and "Base model card" in card
+    assert "# Adapted model" in card and "recorrupt" in card and "Base model card" in card
     summary = json.loads((out / "config.json").read_text())["training_summary"]["adaptation"]
     assert summary["series"] == 1 and summary["slices"] == 12 and summary["iterations"] == 2
     assert summary["skipped_inputs"] >= 1
@@ -124,14 +128,18 @@ def test_the_guard_measure_prefers_a_denoiser_to_the_identity_and_to_a_blur():
     assert not refuses(good, good)
 
 
-def test_thick_slices_fall_back_to_the_image_only_method_and_refuse_neighbours():
+def test_the_default_is_the_image_only_method_and_neighbours_refuse_thick_or_short_series():
     thin = NoisySeries(noisy(phantom(8)), 1.0)
     thick = NoisySeries(noisy(phantom(8)), 5.0)
-    assert choose_method("auto", [thin])[0] == "neighbours"
-    method, why = choose_method("auto", [thin, thick])
-    assert method == "recorrupt" and "5 mm" in why
-    with pytest.raises(ValueError, match="too thick"):
-        choose_method("neighbours", [thick])
+    short = NoisySeries(noisy(phantom(4)), 1.0)
+    assert choose_method(None, [thin, thick])[0] == "recorrupt"
+    assert choose_method("neighbours", [thin]) == ("neighbours", "requested")
+    with pytest.raises(ValueError, match="5 mm apart are too thick"):
+        choose_method("neighbours", [thin, thick])
+    with pytest.raises(ValueError, match="4 slice"):
+        choose_method("neighbours", [short])
+    with pytest.raises(ValueError, match="unknown method"):
+        choose_method("auto", [thin])
 
 
 def test_the_noise_texture_has_the_measured_level_and_grain():
@@ -142,3 +150,14 @@ def test_the_noise_texture_has_the_measured_level_and_grain():
     assert sample.std() == pytest.approx(25.0, rel=0.15)
     lag1 = lambda a: np.corrcoef(a[:, 1:].ravel(), a[:, :-1].ravel())[0, 1]  # noqa: E731
     assert lag1(sample) == pytest.approx(lag1(series[0].hu[0] - 40.0), abs=0.1)
+
+
+def test_the_neighbour_mismatch_script_is_zero_for_anatomy_linear_in_z_and_large_for_a_step():
+    spec = importlib.util.spec_from_file_location("neighbour_mismatch", ROOT / "scripts" / "neighbour_mismatch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ramp = np.stack([np.full((16, 16), 20.0 + 3.0 * z) for z in range(6)])
+    assert module.neighbour_mismatch(ramp)["soft_tissue_rms_hu"] == pytest.approx(0.0, abs=1e-9)
+    step = ramp.copy()
+    step[3:, :8] = 1000.0  # bone appears from slice 3 on: the mean of slices 2 and 4 is half bone
+    assert module.neighbour_mismatch(step)["body_rms_hu"] > 100

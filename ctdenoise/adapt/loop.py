@@ -63,11 +63,12 @@ SAVE_MARGIN_S = 15.0
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    """What ``ctdenoise adapt`` does: ``method`` auto | neighbours | recorrupt; ``minutes`` of wall-clock budget
+    """What ``ctdenoise adapt`` does: ``method`` neighbours | recorrupt (None: the default,
+    :data:`~ctdenoise.adapt.pairs.DEFAULT_METHOD`); ``minutes`` of wall-clock budget
     (or a fixed number of ``iterations``); at most ``max_slices`` slices; crops of ``crop`` pixels in batches of
     ``batch_size``; AdamW learning rate ``lr`` decayed to ``lr / 100``; ``seed``."""
 
-    method: str = "auto"
+    method: str | None = None
     minutes: float = 15.0
     iterations: int | None = None
     max_slices: int = 200

@@ -31,10 +31,14 @@ from ctdenoise.intensity import hu_to_unit
 from ctdenoise.training.pairs import dihedral
 
 METHODS = ("neighbours", "recorrupt")
+DEFAULT_METHOD = "recorrupt"
+"""The method when none is asked for, by measurement (docs/adapt.md, ``scripts/measure_adapt.py``): on 1.5 mm head
+slices ``recorrupt`` gained 1.2 dB over the shipped model and ``neighbours`` lost 6.8 dB (the anatomy between
+neighbours differs by more than the noise); on 2.5 mm chest slices neither helped and the guard refused both."""
 MAX_NEIGHBOUR_SPACING_MM = 3.0
-"""Thickest slice spacing for which ``neighbours`` is used: its target interpolates the anatomy over twice
-the spacing (the two neighbours), 6 mm at this limit; beyond it ``auto`` falls back to ``recorrupt`` and an
-explicit ``neighbours`` is refused. The measurement on docs/adapt.md is at 2.5 mm."""
+"""Thickest slice spacing for which an explicit ``neighbours`` is accepted: its target interpolates the anatomy
+over twice the spacing (the two neighbours), 6 mm at this limit. Thinner is no promise: the measurements on
+docs/adapt.md (1.5 and 2.5 mm) are both below it."""
 MIN_NEIGHBOUR_SLICES = 8
 """Fewest slices of a series for ``neighbours``: the guard holds some out, and an input needs both neighbours."""
 RECORRUPT_ALPHA = 0.5
@@ -44,24 +48,24 @@ TEXTURE_PATCH = 32
 SOFT_TISSUE_HU = (-100.0, 200.0)
 
 
-def choose_method(requested: str, series: list[NoisySeries]) -> tuple[str, str]:
-    """The method to run and why: ``auto`` is ``neighbours`` when every series has at least :data:`MIN_NEIGHBOUR_SLICES` slices no more
-    than :data:`MAX_NEIGHBOUR_SPACING_MM` apart, else ``recorrupt``. An explicit ``neighbours`` on a series that
-    cannot give neighbour pairs raises ValueError with the reason."""
-    thickest = max(s.slice_mm for s in series)
-    shortest = min(s.hu.shape[0] for s in series)
-    unusable = None
-    if shortest < MIN_NEIGHBOUR_SLICES:
-        unusable = f"a series has {shortest} slice(s); neighbour pairs need at least {MIN_NEIGHBOUR_SLICES}"
-    elif thickest > MAX_NEIGHBOUR_SPACING_MM:
-        unusable = (f"slices {thickest:g} mm apart are too thick for neighbour pairs (limit "
-                    f"{MAX_NEIGHBOUR_SPACING_MM:g} mm: neighbours differ in anatomy, not only in noise)")
-    if requested == "auto":
-        if unusable is None:
-            return "neighbours", f"auto: slices at most {thickest:g} mm apart"
-        return "recorrupt", f"auto: {unusable}; the image-only method is used"
-    if requested == "neighbours" and unusable is not None:
-        raise ValueError(f"--method neighbours: {unusable}; use --method recorrupt (or auto)")
+def choose_method(requested: str | None, series: list[NoisySeries]) -> tuple[str, str]:
+    """The method to run and why: ``requested``, or :data:`DEFAULT_METHOD` when it is None. ``neighbours`` on a
+    series with fewer than :data:`MIN_NEIGHBOUR_SLICES` slices or slices more than
+    :data:`MAX_NEIGHBOUR_SPACING_MM` apart raises ValueError with the reason; an unknown name raises ValueError."""
+    if requested is None:
+        return DEFAULT_METHOD, "the default: the better of the two methods where they were measured (docs/adapt.md)"
+    if requested not in METHODS:
+        raise ValueError(f"unknown method {requested!r}; expected one of {', '.join(METHODS)}")
+    if requested == "neighbours":
+        thickest = max(s.slice_mm for s in series)
+        shortest = min(s.hu.shape[0] for s in series)
+        if shortest < MIN_NEIGHBOUR_SLICES:
+            raise ValueError(f"--method neighbours: a series has {shortest} slice(s); neighbour pairs need at least "
+                             f"{MIN_NEIGHBOUR_SLICES}; use --method recorrupt")
+        if thickest > MAX_NEIGHBOUR_SPACING_MM:
+            raise ValueError(f"--method neighbours: slices {thickest:g} mm apart are too thick for neighbour pairs "
+                             f"(limit {MAX_NEIGHBOUR_SPACING_MM:g} mm: neighbours differ in anatomy, not only in noise); "
+                             "use --method recorrupt")
     return requested, "requested"
 
 

@@ -18,7 +18,7 @@ from ctdenoise.cli.options import add_model_option, positive_int
 log = logging.getLogger("ctdenoise.adapt")
 
 EXIT_REFUSED = 3
-METHOD_CHOICES = ("auto", "neighbours", "recorrupt")  # ctdenoise.adapt.METHODS plus auto (not imported: no torch here)
+METHOD_CHOICES = ("neighbours", "recorrupt")  # ctdenoise.adapt.METHODS (not imported: no torch here)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,9 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="SERIES_OR_TREE")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="MODEL_DIR", help="model folder to write (must not exist)")
     add_model_option(p, default=None, metavar="BASE", help="base model name or folder (default: the shipped default)")
-    p.add_argument("--method", default="auto", choices=METHOD_CHOICES,
-                   help="neighbours: neighbouring-slice Noise2Noise; recorrupt: recorrupted pairs with the scan's own "
-                   "noise texture (image-only); auto (default): neighbours unless slices are too thick or too few")
+    p.add_argument("--method", default=None, choices=METHOD_CHOICES,
+                   help="recorrupt (default): recorrupted pairs with the scan's own noise texture (image-only); "
+                   "neighbours: neighbouring-slice Noise2Noise (thin, non-overlapping slices only; it lost to "
+                   "recorrupt where both were measured, docs: Adapting to your scanner)")
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget of the run (default: %(default)s)")
     p.add_argument("--iterations", type=positive_int, default=None, help="a fixed number of iterations instead of --minutes")
     p.add_argument("--slices", type=positive_int, default=200, help="use at most N slices in all (default: %(default)s)")
