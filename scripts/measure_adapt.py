@@ -161,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-slices", type=int, default=ADAPT_SLICES, help="slices given to ctdenoise adapt")
     parser.add_argument("--methods", default="neighbours,recorrupt",
                         help="comma-separated adapt methods to run (the supervised run takes the first one's iterations)")
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of the simulated noise (another draw of the domain)")
+    parser.add_argument("--no-supervised", action="store_true", help="skip the supervised upper bound")
     parser.add_argument("--score-slices", type=int, default=None,
                         help="score only the first N held-out slices (a quick check of the script; default: all)")
     args = parser.parse_args(argv)
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
     clean, noisy, spacing = simulate_domain(args.volume, args, rng)
     adapt_slices = min(args.adapt_slices, clean.shape[0])
     series = write_nifti(noisy[:adapt_slices], spacing, args.out / "domain" / "site_series.nii.gz")
@@ -198,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     nlm = classical_method("nlm-sigma")
     rows.append({"name": "NLM given sigma", **scores(apply_method(nlm, held_noisy, held_clean), held_clean),
                  "minutes": round((time.monotonic() - tick) / 60, 2), "clean_change_hu": None})
-    settings = AdaptSettings()
-    iterations = int(records[methods[0]]["iterations"])
-    timed(f"supervised fine-tune, clean targets ({iterations} iterations, upper bound)",
-          lambda: supervised(noisy[:adapt_slices], clean[:adapt_slices], iterations, settings))
+    if not args.no_supervised:
+        iterations = int(records[methods[0]]["iterations"])
+        timed(f"supervised fine-tune, clean targets ({iterations} iterations, upper bound)",
+              lambda: supervised(noisy[:adapt_slices], clean[:adapt_slices], iterations, AdaptSettings()))
     held_out_from = args.volume.name if args.held_out_volume is None else args.held_out_volume.name
     domain = {"volume": args.volume.name, "held_out_volume": held_out_from, "slices": int(clean.shape[0]),
               "slice_mm": spacing[0], "pixel_mm": spacing[1], "dose_fraction": args.dose,
-              "kernel": f"{args.kernel} x{args.kernel_scale:g}", "bowtie": args.bowtie, "seed": SEED,
+              "kernel": f"{args.kernel} x{args.kernel_scale:g}", "bowtie": args.bowtie, "seed": args.seed,
               "adapt_slices": adapt_slices, "held_out_slices": int(held_clean.shape[0]),
               "scored_slices": int(held_clean.shape[0])}
     result = {"domain": domain, "minutes_budget": args.minutes, "rows": rows, "adapt_records": records,
