@@ -178,13 +178,17 @@ def read_presets(model_dir: str | Path) -> StrengthPresets:
         data = read_small_json(path, PRESETS_MAX_BYTES)  # CheckpointError (a ModelError) names the file
     except OSError as error:
         raise ModelError(f"{path}: cannot read the strength presets ({error})") from None
-    presets = validate_presets(data, str(path))
+    return _measured_for_folder(validate_presets(data, str(path)), directory,
+                                f"refusing to use it (measure again with `{presets_command(directory)}`)")
+
+
+def _measured_for_folder(presets: StrengthPresets, directory: Path, consequence: str) -> StrengthPresets:
+    """``presets`` when they were measured for the tensors the model folder ``directory`` records; otherwise a
+    :class:`ModelError` naming the file, both sha256 and ``consequence``."""
     model_sha = recorded_tensors_sha256(directory)
     if presets.tensors_sha256 != model_sha:
-        raise ModelError(
-            f"{path}: measured for model tensors sha256 {presets.tensors_sha256}, but this folder's model has "
-            f"{model_sha}; refusing to use it (measure again with `{presets_command(directory)}`)"
-        )
+        raise ModelError(f"{presets.source}: measured for model tensors sha256 {presets.tensors_sha256}, but this "
+                         f"folder's model has {model_sha}; {consequence}")
     return presets
 
 
@@ -209,11 +213,7 @@ def write_presets(model_dir: str | Path, payload: dict[str, Any]) -> Path:
     for the tensors the folder's ``config.json`` records (:class:`ModelError` otherwise). Returns the path."""
     directory = Path(model_dir)
     path = directory / PRESETS_FILE
-    presets = validate_presets(payload, str(path))
-    model_sha = recorded_tensors_sha256(directory)
-    if presets.tensors_sha256 != model_sha:
-        raise ModelError(f"{path}: the presets were measured for tensors {presets.tensors_sha256}, not this "
-                         f"folder's {model_sha}; not written")
+    _measured_for_folder(validate_presets(payload, str(path)), directory, "not written")
     text = json.dumps(payload, indent=2) + "\n"
     atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

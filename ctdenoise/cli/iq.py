@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ctdenoise.cli import EXIT_OK
-from ctdenoise.cli.options import add_model_options, positive_int, strength_value
+from ctdenoise.cli.options import add_model_options, engine_settings, positive_int, strength_value
 from ctdenoise.runtime.options import DEFAULT_STRENGTH
 
 log = logging.getLogger("ctdenoise.iq")
@@ -100,11 +100,7 @@ def run(args: argparse.Namespace) -> int:
     task = DiskTask(args.task_diameter, args.task_contrast)
     methods = []
     if not args.no_model:
-        from ctdenoise.runtime.settings import InferenceSettings
-
-        settings = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                     compile=args.compile, cuda_graphs=args.cuda_graphs, backend=args.backend)
-        methods += model_methods(args.model, args.strength or list(DEFAULT_STRENGTHS), settings=settings,
+        methods += model_methods(args.model, args.strength or list(DEFAULT_STRENGTHS), settings=engine_settings(args),
                                  clip_weights=args.clip_weights)
     if not args.no_nlm:
         methods.append(nlm_method())

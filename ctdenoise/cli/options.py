@@ -153,15 +153,23 @@ def check_model(args: argparse.Namespace) -> Path:
     return check_model_folder(args.model)
 
 
-def inference_settings(args: argparse.Namespace):
-    """The :class:`ctdenoise.runtime.settings.InferenceSettings` of the options :func:`add_model_options` added
-    (imports torch)."""
-    from ctdenoise.registry import resolve_model_dir
+def engine_settings(args: argparse.Namespace):
+    """The :class:`ctdenoise.runtime.settings.InferenceSettings` of the options :func:`add_inference_options` added,
+    at the default strength: for commands that choose their strengths themselves (``iq``, ``strength presets``;
+    imports torch)."""
     from ctdenoise.runtime.settings import InferenceSettings
+
+    return InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                             compile=args.compile, cuda_graphs=args.cuda_graphs, backend=args.backend)
+
+
+def inference_settings(args: argparse.Namespace):
+    """The :class:`ctdenoise.runtime.settings.InferenceSettings` of the options :func:`add_model_options` added:
+    :func:`engine_settings` with ``--strength`` resolved (imports torch)."""
+    from dataclasses import replace
+
+    from ctdenoise.registry import resolve_model_dir
     from ctdenoise.strength_table import strength_setting
 
-    return InferenceSettings(
-        device=args.device, precision=args.precision, batch_size=args.batch_size, compile=args.compile,
-        cuda_graphs=args.cuda_graphs, backend=args.backend,
-        strength=strength_setting(args.strength, resolve_model_dir(args.model) if isinstance(args.strength, str) else None),
-    )
+    model_dir = resolve_model_dir(args.model) if isinstance(args.strength, str) else None
+    return replace(engine_settings(args), strength=strength_setting(args.strength, model_dir))

@@ -10,7 +10,13 @@ import shlex
 from pathlib import Path
 
 from ctdenoise.cli import COMMAND_HELP, EXIT_OK
-from ctdenoise.cli.options import add_inference_options, add_model_option, inference_group, positive_int
+from ctdenoise.cli.options import (
+    add_inference_options,
+    add_model_option,
+    engine_settings,
+    inference_group,
+    positive_int,
+)
 
 #: Where the report goes when --output is not given: runs/strength_<model folder name>.json.
 DEFAULT_RUNS_DIR = Path("runs")
@@ -82,17 +88,14 @@ def run_presets(args: argparse.Namespace) -> int:
     from ctdenoise.errors import ConfigError
     from ctdenoise.iq.presets import measure_model_presets
     from ctdenoise.registry import check_model_folder
-    from ctdenoise.runtime.settings import InferenceSettings
     from ctdenoise.strength_presets import write_presets
 
     if args.realisations < 2:
         raise ConfigError("realisations", f"needs at least 2 repeated scans, got {args.realisations}")
     model_dir = check_model_folder(args.model)
     output = args.output or DEFAULT_RUNS_DIR / f"presets_{model_dir.name}.json"
-    settings = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                 compile=args.compile, cuda_graphs=args.cuda_graphs, backend=args.backend)
     report = measure_model_presets(args.model, realisations=args.realisations, seed=args.seed,
-                                   command=presets_command_line(args), settings=settings)
+                                   command=presets_command_line(args), settings=engine_settings(args))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_presets(report)
