@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from ctdenoise.jobs.plan import BatchJob
 from ctdenoise.jobs.report import BatchReport, SeriesResult, merge_reports
@@ -61,6 +62,7 @@ def write_tiny_tree(root: Path) -> list[str]:
     return names
 
 
+@pytest.mark.slow  # ~20 s (two processes / a kernel start): CI runs it in its slow step
 def test_two_torchrun_ranks_write_every_series_exactly_once(tmp_path, tiny_checkpoint):
     names = write_tiny_tree(tmp_path / "in")
     out = tmp_path / "out"

@@ -13,6 +13,7 @@ from ctdenoise.registry import DEFAULT_MODEL_NAME, available_models
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 
 
+@pytest.mark.slow  # ~20 s (two processes / a kernel start): CI runs it in its slow step
 def test_quickstart_notebook_executes(tmp_path):
     if DEFAULT_MODEL_NAME not in available_models():
         pytest.fail("the package ships no default model, which the quickstart uses")

@@ -291,6 +291,7 @@ def test_ctdenoise_train_command_runs_a_recipe(data_root: Path, tmp_path: Path) 
     assert cli_main(["train", "--config", str(bad)]) == 2
 
 
+@pytest.mark.slow  # ~20 s (two processes / a kernel start): CI runs it in its slow step
 def test_two_torchrun_processes_train_together_on_cpu(data_root: Path, tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "ddp.yaml", tiny_recipe(data_root, iterations=4, checkpoint_every=2))
     run = tmp_path / "run"
