@@ -7,9 +7,23 @@ folder) must keep its outputs, its files and the random stream of its training r
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+from ctdenoise.errors import ConfigError, ModelError
+from ctdenoise.model import (
+    CLIPDenoiser,
+    ModelConfig,
+    context_indices,
+    context_model_from_2d,
+    create_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ctdenoise.training.config import AugmentConfig, NoiseConfig
 from ctdenoise.training.data import CTSlice
 from ctdenoise.training.pairs import PairSampler, mixup
@@ -50,3 +64,99 @@ def _two_d_batches() -> list[tuple[float, float, float, float]]:
 
 def test_a_2d_recipe_draws_exactly_the_batches_it_drew_before_the_25d_input() -> None:
     assert _two_d_batches() == [pytest.approx(batch, rel=1e-6) for batch in PINNED_2D_BATCHES]
+
+
+# ---------------------------------------------------------------- the setting and the network
+
+
+@pytest.fixture(scope="module")
+def model_2d() -> CLIPDenoiser:
+    """A 2-D RN50 denoiser in eval mode whose input convolution and decoder are not at their initial values."""
+    torch.manual_seed(11)
+    model = CLIPDenoiser(ModelConfig())
+    with torch.no_grad():
+        for parameter in (*model.decoder.parameters(), model.input_conv.weight):
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model_3(model_2d: CLIPDenoiser) -> CLIPDenoiser:
+    return context_model_from_2d(model_2d)
+
+
+@pytest.mark.parametrize("value", [0, 2, 5, True, "3", 3.0])
+def test_context_slices_other_than_1_or_3_is_a_config_error_naming_it(value) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ModelConfig.from_dict({"context_slices": value})
+    assert caught.value.key == "context_slices"
+
+
+def test_the_setting_round_trips_and_a_2d_config_records_what_it_recorded_before() -> None:
+    three = ModelConfig(context_slices=3)
+    assert ModelConfig.from_dict(json.loads(json.dumps(three.to_dict()))) == three
+    assert three.to_dict()["context_slices"] == 3
+    assert ModelConfig().to_dict() == {"encoder_name": "RN50", "feature_aug_level": 0.025, "train_encoder": False,
+                                       "in_channels": 1}  # the keys of every config.json written before
+    assert ModelConfig.from_dict(ModelConfig().to_dict()).context_slices == 1
+
+
+def test_a_3_slice_network_takes_three_channels_and_returns_one(model_3: CLIPDenoiser) -> None:
+    assert tuple(model_3.input_conv.weight.shape) == (3, 3, 1, 1)
+    with torch.no_grad():
+        assert tuple(model_3(torch.rand(2, 3, 40, 36)).shape) == (2, 1, 40, 36)
+        with pytest.raises(ModelError, match=r"\(B, 3, H, W\)"):
+            model_3(torch.rand(1, 1, 32, 32))
+
+
+def test_redcnn_refuses_context_slices_clearly() -> None:
+    with pytest.raises(ConfigError, match="RED-CNN") as caught:
+        create_model("redcnn", context_slices=3)
+    assert caught.value.key == "context_slices"
+
+
+def test_context_indices_replicate_the_end_slices() -> None:
+    assert context_indices(4, 3).tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    assert context_indices(1, 3).tolist() == [[0, 0, 0]]
+    assert context_indices(3, 1).tolist() == [[0], [1], [2]]
+
+
+# ---------------------------------------------------------------- the warm start
+
+
+def test_the_warm_started_model_gives_the_2d_output_of_the_centre_slice(model_2d, model_3) -> None:
+    stack = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(2))  # three different slices
+    stack[:, 0] *= 0.3
+    stack[:, 2] = 1 - stack[:, 2]
+    with torch.no_grad():
+        expected, got = model_2d(stack[:, 1:2]), model_3(stack)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    weight = model_3.input_conv.weight
+    assert torch.equal(weight[:, 1:2], model_2d.input_conv.weight) and not weight[:, [0, 2]].any()
+    assert model_3.encoder_weights_sha256 == model_2d.encoder_weights_sha256 and not model_3.training
+
+
+def test_a_warm_start_needs_a_2d_clipdenoiser(model_3) -> None:
+    with pytest.raises(ConfigError, match="2-D CLIPDenoiser"):
+        context_model_from_2d(model_3)
+    with pytest.raises(ConfigError, match="REDCNN"):
+        context_model_from_2d(create_model("redcnn"))  # type: ignore[arg-type]
+
+
+def test_a_3_slice_model_folder_round_trips_and_records_its_setting(model_3, tmp_path: Path) -> None:
+    save_checkpoint(model_3, tmp_path / "m3")
+    config = json.loads((tmp_path / "m3" / "config.json").read_text())
+    assert config["architecture"]["context_slices"] == 3
+    loaded = load_checkpoint(tmp_path / "m3")
+    assert isinstance(loaded, CLIPDenoiser) and loaded.config == model_3.config
+    stack = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(loaded(stack), model_3(stack))
+
+
+def test_a_2d_model_folder_has_no_context_key_and_the_shipped_default_loads_as_2d(model_2d, tmp_path: Path) -> None:
+    save_checkpoint(model_2d, tmp_path / "m1")
+    assert "context_slices" not in json.loads((tmp_path / "m1" / "config.json").read_text())["architecture"]
+    shipped = Path(__file__).resolve().parents[1] / "ctdenoise" / "models" / "default"
+    loaded = load_checkpoint(shipped)
+    assert isinstance(loaded, CLIPDenoiser) and loaded.config.context_slices == 1
