@@ -7,8 +7,10 @@ folder) must keep its outputs, its files and the random stream of its training r
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,6 +26,12 @@ from ctdenoise.model import (
     load_checkpoint,
     save_checkpoint,
 )
+from ctdenoise.evaluate.methods import Method
+from ctdenoise.evaluate.report import _apply_to_chunk
+from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.runtime.backends.onnx_runtime import onnxruntime_installed
+from ctdenoise.runtime.denoise import denoise_hu
+from ctdenoise.runtime.settings import InferenceSettings
 from ctdenoise.training.config import AugmentConfig, NoiseConfig
 from ctdenoise.training.data import CTSlice
 from ctdenoise.training.pairs import PairSampler, mixup
@@ -160,3 +168,83 @@ def test_a_2d_model_folder_has_no_context_key_and_the_shipped_default_loads_as_2
     shipped = Path(__file__).resolve().parents[1] / "ctdenoise" / "models" / "default"
     loaded = load_checkpoint(shipped)
     assert isinstance(loaded, CLIPDenoiser) and loaded.config.context_slices == 1
+
+
+# ---------------------------------------------------------------- inference
+
+
+class WeightedSlices(torch.nn.Module):
+    """A stand-in 3-slice network: 0.2 * below + 0.5 * centre + 0.3 * above (one output channel)."""
+
+    config = ModelConfig(context_slices=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 3
+        return 0.2 * x[:, 0:1] + 0.5 * x[:, 1:2] + 0.3 * x[:, 2:3]
+
+
+def _expected(hu: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """What WeightedSlices gives slice by slice, with the end slices standing in for missing neighbours."""
+    unit = hu_to_unit(torch.from_numpy(hu))
+    out = []
+    for i in range(len(hu)):
+        below, above = unit[max(i - 1, 0)], unit[min(i + 1, len(hu) - 1)]
+        model = unit_to_hu(0.2 * below + 0.5 * unit[i] + 0.3 * above)
+        out.append(torch.lerp(torch.from_numpy(hu[i]), model, strength).numpy())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    return np.random.default_rng(5).normal(0, 300, (5, 40, 36)).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_each_slice_is_denoised_from_its_neighbours_and_blended_with_itself(volume, batch_size, strength) -> None:
+    settings = InferenceSettings(device="cpu", backend="torch", batch_size=batch_size, strength=strength)
+    np.testing.assert_allclose(denoise_hu(WeightedSlices(), volume, settings), _expected(volume, strength), atol=1e-3)
+
+
+def test_a_single_slice_is_its_own_neighbour(volume) -> None:
+    settings = InferenceSettings(device="cpu", backend="torch")
+    single = denoise_hu(WeightedSlices(), volume[2], settings)  # a (rows, cols) array
+    np.testing.assert_allclose(single, _expected(volume[2:3])[0], atol=1e-3)
+    np.testing.assert_allclose(single, unit_to_hu(hu_to_unit(torch.from_numpy(volume[2]))).numpy(), atol=1e-3)
+
+
+@pytest.mark.skipif(not onnxruntime_installed(), reason="onnxruntime not installed")
+def test_onnx_runtime_exports_the_3_slice_input_and_pads_whole_stacks(volume) -> None:
+    settings = InferenceSettings(device="cpu", backend="onnxruntime", batch_size=2, strength=0.6)
+    np.testing.assert_allclose(denoise_hu(WeightedSlices(), volume, settings), _expected(volume, 0.6), atol=1e-3)
+
+
+def test_a_3_slice_clipdenoiser_volume_equals_its_calls_on_the_neighbour_stacks(model_3, volume) -> None:
+    network = copy.deepcopy(model_3)
+    with torch.no_grad():  # neighbours that matter: no longer the warm start's zero columns
+        network.input_conv.weight[:, [0, 2]] = torch.randn(3, 2, 1, 1, generator=torch.Generator().manual_seed(8))
+    hu = volume[:3]
+    got = denoise_hu(network, hu, InferenceSettings(device="cpu", backend="torch", batch_size=2))
+    unit = hu_to_unit(torch.from_numpy(hu))
+    with torch.no_grad():
+        for i, (below, above) in enumerate([(0, 1), (0, 2), (1, 2)]):
+            stack = torch.stack([unit[below], unit[i], unit[above]])[None]
+            np.testing.assert_allclose(got[i], unit_to_hu(network(stack))[0, 0].numpy(), atol=0.05)
+
+
+def test_evaluation_gives_a_3_slice_method_the_neighbours_across_its_chunks(volume) -> None:
+    settings = InferenceSettings(device="cpu", backend="torch")
+    method = Method("m3", "model", "stand-in", lambda hu: denoise_hu(WeightedSlices(), hu, settings), context_slices=3)
+    case = SimpleNamespace(low_hu=volume, full_hu=volume, n_slices=len(volume))
+    chunks = [_apply_to_chunk(method, case, start, min(start + 2, len(volume))) for start in range(0, len(volume), 2)]
+    np.testing.assert_allclose(np.concatenate(chunks), _expected(volume), atol=1e-3)
+
+
+def test_a_sweep_refuses_a_3_slice_method_on_spaced_slices() -> None:
+    from ctdenoise.evaluate.sweep import _check_adjacent
+
+    method = Method("m3", "model", "CLIPDenoiser checkpoint runs/m3", lambda hu: hu, context_slices=3)
+    _check_adjacent([method], np.arange(10), 10, "case")  # every slice: adjacent
+    with pytest.raises(ConfigError, match="runs/m3") as caught:
+        _check_adjacent([method], np.array([0, 5, 9]), 10, "case")
+    assert caught.value.key == "max_slices_per_case"
