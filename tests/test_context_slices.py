@@ -17,6 +17,9 @@ import pytest
 import torch
 
 from ctdenoise.errors import ConfigError, ModelError
+from ctdenoise.evaluate.methods import Method
+from ctdenoise.evaluate.report import _apply_to_chunk
+from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.model import (
     CLIPDenoiser,
     ModelConfig,
@@ -26,15 +29,15 @@ from ctdenoise.model import (
     load_checkpoint,
     save_checkpoint,
 )
-from ctdenoise.evaluate.methods import Method
-from ctdenoise.evaluate.report import _apply_to_chunk
-from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.runtime.backends.onnx_runtime import onnxruntime_installed
 from ctdenoise.runtime.denoise import denoise_hu
 from ctdenoise.runtime.settings import InferenceSettings
-from ctdenoise.training.config import AugmentConfig, NoiseConfig
-from ctdenoise.training.data import CTSlice
+from ctdenoise.training import train, train_config_from_dict
+from ctdenoise.training.config import AugmentConfig, NoiseConfig, ValidationConfig
+from ctdenoise.training.data import CTSlice, context_neighbours
+from ctdenoise.training.loop import LOG_FILE, MODEL_DIR
 from ctdenoise.training.pairs import PairSampler, mixup
+from ctdenoise.training.validation import build_validation_set, evaluate
 
 # ---------------------------------------------------------------- what a 2-D recipe draws is unchanged
 
@@ -248,3 +251,134 @@ def test_a_sweep_refuses_a_3_slice_method_on_spaced_slices() -> None:
     with pytest.raises(ConfigError, match="runs/m3") as caught:
         _check_adjacent([method], np.array([0, 5, 9]), 10, "case")
     assert caught.value.key == "max_slices_per_case"
+
+
+# ---------------------------------------------------------------- training
+
+
+def _volume_slices(series: str, count: int, offset_hu: float = 100.0) -> list[CTSlice]:
+    """``count`` slices of one series: one random image plus ``offset_hu * k`` for slice k (so a neighbour differs
+    from its slice by a constant, whatever the window and its flip/rotation, only if both are cut alike)."""
+    base = np.random.default_rng(len(series)).normal(0, 150, (48, 40)).astype(np.float32)
+    return [CTSlice(base + offset_hu * k, (0.8, 0.8), f"{series}[{k}]", series=series, index=k) for k in range(count)]
+
+
+def test_neighbours_stay_in_their_series_and_end_slices_stand_in_for_missing_ones() -> None:
+    slices = _volume_slices("a", 3) + _volume_slices("b", 1) + [CTSlice(np.zeros((4, 4), np.float32), (1, 1), "x")]
+    slices.pop(1)  # a[1] dropped (e.g. too small): a[0] and a[2] lose that neighbour
+    assert context_neighbours(slices, 3) == [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    slices = _volume_slices("a", 3) + _volume_slices("b", 2)
+    assert context_neighbours(slices, 3) == [(0, 0, 1), (0, 1, 2), (1, 2, 2), (3, 3, 4), (3, 4, 4)]
+
+
+def _crop_differences(noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Below - centre and above - centre of each crop, as the spread over pixels and the mean (model scale)."""
+    below, above = noisy[:, 0] - noisy[:, 1], noisy[:, 2] - noisy[:, 1]
+    return (torch.stack([below.amax((-2, -1)) - below.amin((-2, -1)), above.amax((-2, -1)) - above.amin((-2, -1))]),
+            torch.stack([below.mean((-2, -1)), above.mean((-2, -1))]))
+
+
+def test_a_3_slice_sampler_stacks_one_window_and_transform_of_the_neighbours_around_the_centre_target() -> None:
+    slices = _volume_slices("a", 4)
+    sampler = PairSampler(slices, NoiseConfig(kind="none"), 32, AUGMENT, seed=1, context_slices=3)
+    noisy, clean = sampler.batch(12, np.random.default_rng(0))
+    assert noisy.shape == (12, 3, 32, 32) and clean.shape == (12, 1, 32, 32)
+    assert torch.equal(noisy[:, 1:2], clean)  # clean-in: the centre channel is the target's slice
+    spread, mean = _crop_differences(noisy)
+    assert spread.max() < 1e-5  # the same window and flip/rotation on the three slices
+    step = 100.0 / 4096  # 100 HU on the model scale
+    allowed = torch.tensor([0.0, step])
+    for value in (-mean[0]).tolist() + mean[1].tolist():  # a neighbour 100 HU off, or the end slice itself
+        assert torch.isclose(allowed, torch.tensor(value), atol=1e-5).any()
+    assert (mean.abs() < 1e-6).any() and (mean.abs() > step / 2).any()  # both cases were drawn
+    mixed_noisy, mixed_clean = mixup(noisy, clean, AugmentConfig(mixup_prob=1.0), np.random.default_rng(3))
+    assert mixed_noisy.shape == noisy.shape and mixed_clean.shape == clean.shape
+
+
+def test_a_3_slice_sampler_gives_each_slice_its_own_noise_and_an_end_slice_its_own_again() -> None:
+    slices = _volume_slices("a", 2)
+    noise = NoiseConfig(kind="gaussian", sigma_range=(0.02, 0.04))
+    sampler = PairSampler(slices, noise, 32, AugmentConfig(dihedral=False), seed=1, context_slices=3)
+    noisy, clean = sampler.batch(6, np.random.default_rng(4))
+    residual = noisy - clean  # what noise each channel got (the neighbour's own offset aside)
+    for b, crop in enumerate(residual):
+        stds = crop.flatten(1).std(dim=1)
+        assert torch.allclose(stds, stds.mean(), rtol=0.25)  # one sigma for the stack
+        repeated = [k for k in (0, 2) if torch.equal(noisy[b, k], noisy[b, 1])]
+        assert len(repeated) == 1  # of two slices: one real neighbour with its own noise, one end slice repeated
+
+
+def test_a_3_slice_physics_sampler_draws_its_realisations_per_scan() -> None:
+    slices = _volume_slices("a", 2)
+    noise = NoiseConfig(kind="physics", dose_range=(0.04, 1.0), dose_sampling="log-uniform", realisations=2)
+    sampler = PairSampler(slices, noise, 32, AUGMENT, seed=1, context_slices=3)
+    noisy, clean = sampler.batch(2, np.random.default_rng(5))
+    assert noisy.shape == (2, 3, 32, 32) and clean.shape == (2, 1, 32, 32)
+    residuals = [[sampler.simulated[j][r] - slices[j].hu for r in range(2)] for j in range(2)]
+    assert not np.array_equal(residuals[0][0], residuals[1][0])  # each slice its own noise ...
+    for r in range(2):  # ... at the dose of its scan's realisation r
+        assert residuals[0][r].std() == pytest.approx(residuals[1][r].std(), rel=0.15)
+
+
+@pytest.fixture(scope="module")
+def validation_config() -> ValidationConfig:
+    return ValidationConfig(every=1, crop=32, max_slices=2, levels=(NoiseConfig(kind="gaussian", sigma=0.03),
+                                                                  NoiseConfig(kind="physics", dose_range=(0.25, 0.25))))
+
+
+def test_a_3_slice_validation_set_keeps_the_2d_inputs_at_its_centre(validation_config) -> None:
+    slices = _volume_slices("a", 3)
+    flat = build_validation_set(slices, validation_config)
+    deep = build_validation_set(slices, validation_config, context_slices=3)
+    assert deep.sources == flat.sources == ("a[0]", "a[2]")
+    for label, inputs in flat.noisy.items():
+        for index, centre in enumerate(inputs):
+            stack = deep.model_input(label, index, WeightedSlices())
+            assert stack.shape == (1, 3, 32, 32) and torch.equal(stack[0, 1], centre)
+            assert torch.equal(stack[0, 0 if index == 0 else 2], centre)  # the end slice stands in for itself
+            assert not torch.equal(stack[0, 2 if index == 0 else 0], centre)
+    with pytest.raises(ValueError, match="context_slices=3"):
+        flat.model_input(next(iter(flat.noisy)), 0, WeightedSlices())
+
+
+def test_the_warm_start_scores_what_its_2d_model_scores_in_validation(model_2d, model_3, validation_config) -> None:
+    slices = _volume_slices("a", 3)
+    flat = build_validation_set(slices, validation_config)
+    deep = build_validation_set(slices, validation_config, context_slices=3)
+    with torch.no_grad():
+        for label, inputs in flat.noisy.items():
+            for index in range(len(inputs)):
+                torch.testing.assert_close(model_3(deep.model_input(label, index, model_3)),
+                                           model_2d(flat.model_input(label, index, model_2d)), atol=1e-6, rtol=0)
+    device = torch.device("cpu")
+    scores_3, scores_2d = evaluate(model_3, deep, ("redcnn",), device), evaluate(model_2d, flat, ("redcnn",), device)
+    for label, level in scores_2d.items():
+        assert scores_3[label]["redcnn"] == pytest.approx(level["redcnn"], rel=1e-5)
+
+
+def test_a_redcnn_recipe_refuses_context_slices() -> None:
+    recipe = {"data": {"root": "x", "validation": ["p"]}, "architecture": "redcnn", "model": {"context_slices": 3}}
+    with pytest.raises(ConfigError) as caught:
+        train_config_from_dict(recipe)
+    assert caught.value.key == "model.context_slices"
+
+
+def test_a_3_slice_recipe_warm_starts_from_a_2d_model_folder_and_trains(build_series, model_2d, tmp_path: Path) -> None:
+    build_series([0.0, 5.0, 10.0], name="data/patient_a", source="CT_small.dcm")
+    build_series([0.0, 5.0], name="data/patient_b", source="CT_small.dcm")
+    save_checkpoint(model_2d, tmp_path / "model_2d")
+    recipe = {
+        "data": {"root": str(tmp_path / "data"), "validation": ["patient_b"]},
+        "model": {"context_slices": 3}, "init_model": str(tmp_path / "model_2d"), "encoder_weights": "random",
+        "noise": {"kind": "gaussian"},
+        "validation": {"every": 1, "crop": 32, "max_slices": 1, "levels": [{"kind": "gaussian", "sigma": 0.03}]},
+        "iterations": 1, "batch_size": 2, "crop_size": 32, "checkpoint_every": 1, "num_threads": 1, "device": "cpu",
+    }
+    result = train(train_config_from_dict(recipe), tmp_path / "run", progress=False)
+    trained = load_checkpoint(result.model_dir)
+    assert isinstance(trained, CLIPDenoiser) and trained.config.context_slices == 3
+    lines = [json.loads(line) for line in (tmp_path / "run" / LOG_FILE).read_text().splitlines()]
+    start = next(r for r in lines if r["event"] == "start")
+    assert start["encoder_weights"]["warm_start"].startswith("2-D to 3 slices")
+    assert any(r["event"] == "validation" and r.get("input") == "init_model" for r in lines)
+    assert result.model_dir == tmp_path / "run" / MODEL_DIR
