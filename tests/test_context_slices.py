@@ -382,3 +382,15 @@ def test_a_3_slice_recipe_warm_starts_from_a_2d_model_folder_and_trains(build_se
     assert start["encoder_weights"]["warm_start"].startswith("2-D to 3 slices")
     assert any(r["event"] == "validation" and r.get("input") == "init_model" for r in lines)
     assert result.model_dir == tmp_path / "run" / MODEL_DIR
+
+
+def test_the_two_v9_arms_differ_only_in_context_slices() -> None:
+    from ctdenoise.training import load_train_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    one, three = (load_train_config(configs / f"finetune_v9_context{n}.yaml").to_dict() for n in (1, 3))
+    assert (one["model"]["context_slices"], three["model"]["context_slices"]) == (1, 3)
+    three["model"]["context_slices"] = 1
+    assert one == three
+    assert (one["iterations"], one["checkpoint_every"], one["validation"]["every"], one["seed"]) == (600, 100, 300, 9)
+    assert one["init_model"] == "/var/cache/ctdenoise-train/v9_init" and one["num_threads"] == 1
