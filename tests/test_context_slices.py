@@ -394,3 +394,12 @@ def test_the_two_v9_arms_differ_only_in_context_slices() -> None:
     assert one == three
     assert (one["iterations"], one["checkpoint_every"], one["validation"]["every"], one["seed"]) == (600, 100, 300, 9)
     assert one["init_model"] == "/var/cache/ctdenoise-train/v9_init" and one["num_threads"] == 1
+
+
+def test_adapt_refuses_a_3_slice_base_model_naming_its_folder(model_3, tmp_path: Path) -> None:
+    from ctdenoise.adapt.loop import adapt
+
+    save_checkpoint(model_3, tmp_path / "m3")
+    with pytest.raises(ConfigError, match="m3.*2.5-D") as caught:
+        adapt([tmp_path / "nothing"], tmp_path / "adapted", base=tmp_path / "m3")
+    assert caught.value.key == "base"
