@@ -403,3 +403,9 @@ def test_adapt_refuses_a_3_slice_base_model_naming_its_folder(model_3, tmp_path:
     with pytest.raises(ConfigError, match="m3.*2.5-D") as caught:
         adapt([tmp_path / "nothing"], tmp_path / "adapted", base=tmp_path / "m3")
     assert caught.value.key == "base"
+
+
+def test_outputs_name_a_3_slice_model_as_2_5_d(model_3) -> None:
+    from ctdenoise.registry import model_description
+
+    assert model_description(model_3, "m3@0123").startswith("CLIPDenoising-architecture 2.5-D model (3 slices in) m3@0123")
