@@ -392,7 +392,7 @@ def test_the_two_v9_arms_differ_only_in_context_slices() -> None:
     assert (one["model"]["context_slices"], three["model"]["context_slices"]) == (1, 3)
     three["model"]["context_slices"] = 1
     assert one == three
-    assert (one["iterations"], one["checkpoint_every"], one["validation"]["every"], one["seed"]) == (600, 100, 300, 9)
+    assert (one["iterations"], one["checkpoint_every"], one["validation"]["every"], one["seed"]) == (1000, 250, 500, 9)
     assert one["init_model"] == "/var/cache/ctdenoise-train/v9_init" and one["num_threads"] == 1
 
 
