@@ -118,10 +118,13 @@ def model_description(model: object, label: str) -> str:
     """The model as outputs name it (DerivationDescription, logs): architecture, ``label``
     (:func:`model_label`) and :func:`encoder_provenance`, e.g.
     ``"CLIPDenoising-architecture model default@0e811f2a5ab0 (encoder: random init, trained)"``; another
-    architecture (no recorded encoder) is ``"model LABEL"``."""
+    architecture (no recorded encoder) is ``"model LABEL"``. A 2.5-D model says so: ``"CLIPDenoising-architecture
+    2.5-D model (3 slices in) LABEL (...)"`` (a derived image then depends on its neighbouring slices too)."""
     if encoder_provenance(model) == "not recorded":
         return f"model {label}"
-    return f"CLIPDenoising-architecture model {label} (encoder: {encoder_provenance(model)})"
+    context = int(getattr(getattr(model, "config", None), "context_slices", 1))
+    kind = "model" if context == 1 else f"2.5-D model ({context} slices in)"
+    return f"CLIPDenoising-architecture {kind} {label} (encoder: {encoder_provenance(model)})"
 
 
 def derived_series_texts(model: object, label: str, strength: float) -> tuple[str, str]:

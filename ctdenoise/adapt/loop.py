@@ -39,7 +39,7 @@ from ctdenoise.adapt.pairs import PairMaker, PairSource, choose_method, measure_
 from ctdenoise.errors import ConfigError, OutputError
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
 from ctdenoise.jobs.interrupt import StopSignals
-from ctdenoise.model import CLIPDenoiser
+from ctdenoise.model import CLIPDenoiser, context_slices_of
 from ctdenoise.registry import load_model, recorded_tensors_sha256, resolve_model_dir
 from ctdenoise.training.state import (
     checkpoint_dir,
@@ -117,7 +117,8 @@ def adapt(
     """Fine-tune ``base`` (a model name or folder; None: the shipped default) on the noisy series under
     ``inputs`` and write the model folder ``output``, unless the guard refuses it and ``force`` is False
     (then ``model_dir`` is None and nothing is written but the checkpoints). ``on_step(done, planned)`` is
-    called after each iteration. OutputError when ``output`` exists or when ``resume`` finds nothing to resume."""
+    called after each iteration. OutputError when ``output`` exists or when ``resume`` finds nothing to resume;
+    ConfigError (key ``base``, naming the folder) for a 2.5-D base model, which adapt does not support yet."""
     started = time.monotonic()
     output = Path(output)
     if output.exists():
@@ -130,6 +131,9 @@ def adapt(
         raise OutputError(work, "holds an unfinished adaptation; pass --resume, or delete it to start again")
     model = load_model(base)
     base_dir = resolve_model_dir(base)
+    if context_slices_of(model) != 1:  # its pairs, guard and outputs are made slice by slice
+        raise ConfigError("base", f"{base_dir}: a 2.5-D model (context_slices {context_slices_of(model)}) cannot be "
+                          "adapted yet; adapt takes a 2-D model (context_slices 1)")
     base_sha = recorded_tensors_sha256(base_dir)
     data = load_noisy_series(inputs, min_size=settings.crop, max_slices=settings.max_slices)
     try:

@@ -52,6 +52,8 @@ class Method:
 
     ``denoise(hu)`` maps a (N, rows, cols) stack; a method with ``given_noise_level`` is called as
     ``denoise(hu, sigmas_hu)`` with the true noise std of each slice: run methods through :func:`apply_method`.
+    ``context_slices``: the adjacent slices the method reads per output slice (3 for a 2.5-D model, whose stack
+    must then be adjacent slices of one series and is given one neighbour more at each cut; 1 otherwise).
     """
 
     name: str
@@ -60,6 +62,7 @@ class Method:
     denoise: Callable[..., np.ndarray]
     provenance: dict[str, Any] = field(default_factory=dict)
     given_noise_level: bool = False
+    context_slices: int = 1
 
 
 def true_noise_sigma_hu(low_hu: np.ndarray, full_hu: np.ndarray) -> float:
@@ -157,6 +160,7 @@ def clip_model_method(
     at ``strength`` (None: the default strength of :class:`~ctdenoise.runtime.settings.InferenceSettings`; ``"auto"``:
     each stack's strength from the model folder's strength table at the stack's estimated noise, logged; ``"low"``,
     ``"medium"``, ``"high"``: the preset's strength from the model folder's ``presets.json``, recorded with its name)."""
+    from ctdenoise.model.context import context_slices_of
     from ctdenoise.runtime.denoise import denoise_hu
     from ctdenoise.runtime.prepare import load_prepared
     from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
@@ -183,7 +187,11 @@ def clip_model_method(
             log.info("%s: strength auto chose %g for a stack of %d slice(s)", name, chosen.strength, len(hu))
         return denoise_hu(model, hu, chosen)
 
-    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {shown}", denoise, record)
+    context = context_slices_of(model.network)
+    if context > 1:
+        record["context_slices"] = context
+    return Method(name, "model", f"CLIPDenoiser checkpoint {spec}, strength {shown}", denoise, record,
+                  context_slices=context)
 
 
 def redcnn_method(directory: str | Path, name: str = "redcnn", device: str = "auto", batch_size: int = 4) -> Method:

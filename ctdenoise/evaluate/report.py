@@ -12,7 +12,9 @@
   diagnostic window, and one per-method box plot of PSNR and SSIM per protocol.
 
 Slices are processed in chunks of :data:`CHUNK_SLICES`, so memory stays bounded by one chunk of every
-method's output whatever the series length.
+method's output whatever the series length. A 2.5-D model (``Method.context_slices`` 3) is given each chunk with its
+neighbouring slice on either side (where the series has one) and its output trimmed to the chunk, so each slice is
+denoised from its real neighbours as a whole-series call would.
 """
 
 from __future__ import annotations
@@ -164,6 +166,16 @@ def _draw_panels(case: PairedCase, start: int, outputs: dict[str, np.ndarray], r
     return drawn
 
 
+def _apply_to_chunk(method: Method, case: PairedCase, start: int, stop: int) -> np.ndarray:
+    """``method`` on slices ``start:stop`` of ``case``; a method reading ``context_slices`` > 1 gets the chunk with
+    ``context_slices // 2`` more slices on each side (within the series) and returns the chunk's slices only."""
+    margin = method.context_slices // 2
+    if margin == 0:
+        return apply_method(method, case.low_hu[start:stop], case.full_hu[start:stop])
+    low, high = max(start - margin, 0), min(stop + margin, case.n_slices)
+    return apply_method(method, case.low_hu[low:high], case.full_hu[low:high])[start - low:stop - low]
+
+
 def evaluate_case(
     case: PairedCase, methods: Sequence[Method], settings: EvaluationSettings, figures: Path,
     progress: Callable[[int], object] | None = None,
@@ -172,7 +184,7 @@ def evaluate_case(
     rows: list[dict[str, Any]] = []
     for start in range(0, case.n_slices, CHUNK_SLICES):
         stop = min(start + CHUNK_SLICES, case.n_slices)
-        outputs = {m.name: apply_method(m, case.low_hu[start:stop], case.full_hu[start:stop]) for m in methods}
+        outputs = {m.name: _apply_to_chunk(m, case, start, stop) for m in methods}
         chunk_rows = []
         for name, output in outputs.items():
             for offset, (pred, ref) in enumerate(zip(output, case.full_hu[start:stop])):

@@ -100,6 +100,19 @@ def _kept_slices(n: int, budget: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, budget).round().astype(int))
 
 
+def _check_adjacent(methods: Sequence[Method], kept: np.ndarray, n_slices: int, case: str) -> None:
+    """ConfigError when a 2.5-D method (``context_slices`` > 1) would get slices that are not adjacent: its
+    neighbours would be wrong, so it is refused rather than scored on them."""
+    for method in methods:
+        if method.context_slices > 1 and len(kept) < n_slices:
+            raise ConfigError(
+                "max_slices_per_case",
+                f"method {method.name} ({method.description}) reads {method.context_slices} adjacent slices, but the "
+                f"sweep keeps {len(kept)} spaced slices of the {n_slices} of case {case}; raise max_slices_per_case "
+                "to cover every slice to score a 2.5-D model",
+            )
+
+
 def run_sweep(
     cases: Sequence[CaseSpec],
     methods: Sequence[Method],
@@ -118,7 +131,9 @@ def run_sweep(
     scores: dict[tuple[str, str, float, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for case in cases:
         full = case.load_full()
-        full_hu = full.hu[_kept_slices(full.shape[0], settings.max_slices_per_case)]
+        kept = _kept_slices(full.shape[0], settings.max_slices_per_case)
+        _check_adjacent(methods, kept, full.shape[0], case.name)
+        full_hu = full.hu[kept]
         for noise, level in settings.conditions():
             rng = case_seed(settings.seed, f"{case.name}|{noise}|{level}")
             low = noisy_input(full_hu, full.spacing[1:], noise, level, rng, settings.kernel)

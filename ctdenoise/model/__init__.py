@@ -4,13 +4,15 @@
 ``REDCNN`` (the supervised baseline), the architecture registry (``create_model``, ``list_architectures``,
 ``get_architecture``: networks by name, as open_clip names its models), ``resolve_clip_weights`` /
 ``ResolvedWeights`` (strictly checked CLIP weights with a canonical sha256), ``save_checkpoint`` /
-``load_checkpoint`` (one format for every architecture: safetensors + JSON, never pickle) and
-``count_parameters``.
+``load_checkpoint`` (one format for every architecture: safetensors + JSON, never pickle),
+``count_parameters``, and the 2.5-D input's neighbour rule and warm start (``context_indices``,
+``context_model_from_2d``, ``context_slices_of``).
 """
 
 from ctdenoise.model.architectures import Architecture, create_model, get_architecture, list_architectures
 from ctdenoise.model.checkpoint import export_half, load_checkpoint, read_checkpoint_config, save_checkpoint
 from ctdenoise.model.config import SUPPORTED_ENCODERS, ModelConfig
+from ctdenoise.model.context import context_indices, context_model_from_2d, context_slices_of
 from ctdenoise.model.denoiser import CLIPDenoiser, count_parameters
 from ctdenoise.model.redcnn import REDCNN
 from ctdenoise.model.weights import ResolvedWeights, default_cache_dir, encoder_weights_sha256, resolve_clip_weights
@@ -22,6 +24,9 @@ __all__ = [
     "CLIPDenoiser",
     "ModelConfig",
     "ResolvedWeights",
+    "context_indices",
+    "context_model_from_2d",
+    "context_slices_of",
     "count_parameters",
     "create_model",
     "default_cache_dir",

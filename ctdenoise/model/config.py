@@ -15,6 +15,9 @@ SUPPORTED_ENCODERS: tuple[str, ...] = ("RN50", "RN101", "RN50x4", "RN50x16", "RN
 MAX_IN_CHANNELS = 16
 """Most image channels a model may take (CT has 1): a bound checked before anything is built."""
 
+CONTEXT_SLICES: tuple[int, ...] = (1, 3)
+"""The numbers of adjacent axial slices a model may take as input: 1 (2-D) or 3 (2.5-D: below, centre, above)."""
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -47,13 +50,17 @@ class ModelConfig:
     progressive feature-augmentation level ``a`` (feature i is multiplied by N(1, (i*a)^2) in training).
     ``train_encoder``: make the encoder trainable (ablation; off in the paper). ``in_channels``: image
     channels (1 for CT); a learnable 1x1 convolution maps them to the encoder's 3 input channels, and the
-    output has the same number of channels as the input.
+    output has ``in_channels`` channels. ``context_slices``: adjacent axial slices in the input, 1 (2-D) or 3
+    (2.5-D: the slices below, at and above the one denoised, ``in_channels`` each, in that order along the
+    channel axis); the output is always the centre slice's ``in_channels``. A 2-D config's :meth:`to_dict`
+    leaves ``context_slices`` out, so its ``config.json`` is what it was before the field existed.
     """
 
     encoder_name: str = "RN50"
     feature_aug_level: float = 0.025
     train_encoder: bool = False
     in_channels: int = 1
+    context_slices: int = 1
 
     def __post_init__(self) -> None:
         _check_field("encoder_name", self.encoder_name, str)
@@ -65,14 +72,30 @@ class ModelConfig:
         _check_field("in_channels", self.in_channels, int)
         if not 1 <= self.in_channels <= MAX_IN_CHANNELS:
             raise ConfigError("in_channels", f"must be from 1 to {MAX_IN_CHANNELS}, got {self.in_channels}")
+        _check_field("context_slices", self.context_slices, int)
+        if self.context_slices not in CONTEXT_SLICES:
+            raise ConfigError(
+                "context_slices", f"must be one of {', '.join(map(str, CONTEXT_SLICES))} (odd: the slice denoised is "
+                f"the centre one), got {self.context_slices}"
+            )
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network's input: ``in_channels`` per slice times ``context_slices``."""
+        return self.in_channels * self.context_slices
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON-serialisable); :meth:`from_dict` inverts it."""
-        return asdict(self)
+        """Plain dict of the fields (JSON-serialisable); :meth:`from_dict` inverts it. ``context_slices`` is left
+        out when it is 1 (its default), so a 2-D model's recorded settings are those it had before the field."""
+        data = asdict(self)
+        if self.context_slices == 1:
+            del data["context_slices"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build a config from a dict; an unknown key or a bad value raises ConfigError naming the key."""
+        """Build a config from a dict; an unknown key or a bad value raises ConfigError naming the key. A missing
+        key takes its default (a config written before ``context_slices`` existed is a 2-D one)."""
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:

@@ -28,7 +28,10 @@ ENCODER_INPUT_CHANNELS = 3
 
 
 class CLIPDenoiser(nn.Module):
-    """Denoise images in the model range [0, 1]: ``(B, C, H, W) -> (B, C, H, W)`` for any H, W.
+    """Denoise images in the model range [0, 1]: ``(B, C * S, H, W) -> (B, C, H, W)`` for any H, W, with C
+    ``config.in_channels`` and S ``config.context_slices`` (1, or 3 for the slices below, at and above the one
+    denoised: the output is the centre slice; :func:`ctdenoise.model.context.context_model_from_2d` builds a
+    3-slice model that starts as a given 2-D model).
 
     The encoder starts randomly initialised; put CLIP weights in with :meth:`load_encoder_weights`.
     ``encoder_weights_sha256`` / ``encoder_weights_origin`` record which weights were loaded (None
@@ -41,7 +44,7 @@ class CLIPDenoiser(nn.Module):
         super().__init__()
         self.config = config
         spec = encoder_spec(config.encoder_name)
-        self.input_conv = nn.Conv2d(config.in_channels, ENCODER_INPUT_CHANNELS, kernel_size=1, bias=False)
+        self.input_conv = nn.Conv2d(config.input_channels, ENCODER_INPUT_CHANNELS, kernel_size=1, bias=False)
         self.encoder = CLIPResNetEncoder(spec)
         self.decoder = Decoder(spec.feature_channels, ENCODER_INPUT_CHANNELS, config.in_channels)
         self.encoder.requires_grad_(config.train_encoder)
@@ -76,10 +79,11 @@ class CLIPDenoiser(nn.Module):
         self.encoder_weights_origin = weights.origin
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return the denoised batch; ``x`` is (B, in_channels, H, W) in [0, 1], any H, W >= 1."""
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+        """Return the denoised batch (B, in_channels, H, W); ``x`` is (B, in_channels * context_slices, H, W) in
+        [0, 1], any H, W >= 1."""
+        if x.ndim != 4 or x.shape[1] != self.config.input_channels:
             raise ModelError(
-                f"expected a (B, {self.config.in_channels}, H, W) batch, got shape {tuple(x.shape)}"
+                f"expected a (B, {self.config.input_channels}, H, W) batch, got shape {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
         image = self.input_conv(reflect_pad_to_multiple(x, PAD_MULTIPLE))

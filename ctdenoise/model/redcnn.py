@@ -43,8 +43,12 @@ class REDCNN(nn.Module):
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> REDCNN:
         """The network :meth:`settings` describes; ConfigError naming the key for an unknown setting or a
-        size that is not a whole number from 1 to its bound (:data:`MAX_FILTERS`, :data:`MAX_KERNEL_SIZE`)."""
+        size that is not a whole number from 1 to its bound (:data:`MAX_FILTERS`, :data:`MAX_KERNEL_SIZE`), and for
+        ``context_slices`` (RED-CNN takes no neighbouring slices)."""
         bounds = {"filters": MAX_FILTERS, "kernel_size": MAX_KERNEL_SIZE}
+        if "context_slices" in settings:
+            raise ConfigError("context_slices", "RED-CNN denoises one slice at a time (2-D); the 2.5-D input "
+                              "(context_slices 3) is a CLIPDenoiser setting")
         for key, value in settings.items():
             if key not in bounds:
                 raise ConfigError(key, f"unknown RED-CNN setting; expected some of {', '.join(bounds)}")

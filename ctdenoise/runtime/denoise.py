@@ -1,6 +1,8 @@
 """Slice-by-slice denoising of HU volumes with a prepared model: batching, device transfers, bounded memory.
 
-The model sees one axial slice at a time in the model range (:func:`ctdenoise.intensity.hu_to_unit`);
+The model sees one axial slice at a time in the model range (:func:`ctdenoise.intensity.hu_to_unit`), or, for
+a 2.5-D model (``context_slices`` 3), the slices below, at and above it, the end slices standing in for missing
+neighbours (:func:`ctdenoise.model.context_indices`; a one-slice series gives its slice three times);
 :func:`denoise_hu` returns HU in the input's shape and geometry. Host memory beyond the input and the
 output array is bounded by one batch of slices (inputs, activations and outputs), whatever the number
 of slices: a 512x512x600 series is processed in ``ceil(600 / batch_size)`` independent steps.
@@ -17,6 +19,7 @@ from torch import nn
 
 from ctdenoise.errors import ConfigError
 from ctdenoise.intensity import hu_to_unit, unit_to_hu
+from ctdenoise.model.context import context_indices, context_slices_of
 from ctdenoise.runtime.prepare import PreparedModel, prepare
 from ctdenoise.runtime.settings import InferenceSettings, resolve_strength
 from ctdenoise.runtime.transfer import BatchTransfer
@@ -63,6 +66,12 @@ def denoise_hu(
     (:func:`blend_strength`; a strength table is applied to the whole array as one series,
     :func:`~ctdenoise.runtime.settings.resolve_strength`); at strength 0 the model is not run (nor prepared)
     and the output equals the input.
+
+    A 2.5-D model (``config.context_slices`` S = 3) gets, for slice i, the slices ``i - 1, i, i + 1`` of ``hu``
+    (:func:`ctdenoise.model.context_indices`: at the first and last slice the missing neighbour is that slice
+    itself, and a single slice is given three times); its output is slice i, and the strength blends it with
+    slice i of the input. The whole array is one series: call it on a whole volume, not on chunks of one, or the
+    chunks' end slices lose their real neighbours.
     """
     array = np.asarray(hu, dtype=np.float32)
     if array.ndim == 2:
@@ -79,14 +88,19 @@ def denoise_hu(
             progress(array.shape[0])
         return output
     runner = model if isinstance(model, PreparedModel) else prepare(model, settings)
-    transfer = BatchTransfer(runner.device, (runner.batch_size, *array.shape[1:]))
+    context = context_slices_of(runner.network)
+    stacked = context_indices(array.shape[0], context) if context > 1 else None
+    pad_to = None if runner.fixed_batch_size is None else runner.fixed_batch_size * context
+    transfer = BatchTransfer(runner.device, (runner.batch_size * context, *array.shape[1:]))
     with torch.inference_mode():
         for start in range(0, array.shape[0], runner.batch_size):
             stop = min(start + runner.batch_size, array.shape[0])
-            batch = transfer.upload(array[start:stop], pad_to=runner.fixed_batch_size)
-            clean = unit_to_hu(runner(hu_to_unit(batch.unsqueeze(1)))).squeeze(1)
+            slices = array[start:stop] if stacked is None else array[stacked[start:stop].ravel()]
+            batch = transfer.upload(slices, pad_to=pad_to)  # (n * context, rows, cols): slice-major stacks
+            stacks = batch.reshape(-1, context, *batch.shape[1:])
+            clean = unit_to_hu(runner(hu_to_unit(stacks))).squeeze(1)
             if settings.strength != 1:
-                clean = blend_strength(batch, clean, settings.resolved_strength)
+                clean = blend_strength(stacks[:, context // 2], clean, settings.resolved_strength)
             finished = transfer.download(clean[: stop - start], output[start:stop])
             if progress is not None and finished:
                 progress(finished)

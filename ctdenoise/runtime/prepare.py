@@ -61,8 +61,9 @@ def resolve_backend(settings: InferenceSettings) -> str:
 
 @dataclass(frozen=True, eq=False)
 class PreparedModel:
-    """A network prepared by :func:`prepare` for ``settings``: call it on a (B, 1, H, W) batch in the model range
-    on ``device``; it returns the denoised batch in float32 on ``device``.
+    """A network prepared by :func:`prepare` for ``settings``: call it on a (B, S, H, W) batch in the model range
+    on ``device`` (S: the network's ``context_slices``, 1 for a 2-D model, 3 for the slices below, at and above the
+    one denoised); it returns the denoised (B, 1, H, W) batch in float32 on ``device``.
 
     ``network`` is the inference copy (the original is untouched), ``backend`` the engine that runs
     (``torch`` or ``onnxruntime``, never ``auto``), ``engines`` the backend modules in the order they wrap

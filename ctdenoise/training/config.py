@@ -237,7 +237,10 @@ class TrainConfig:
     random initialisation from ``seed``; recorded as such in the checkpoint). ``init_model``: a model folder
     (safetensors + JSON, e.g. an earlier run's ``best_model`` or the shipped default) whose weights, encoder
     and decoder, start the run instead (fine-tuning); its architecture must equal ``model``, the optimizer and
-    learning-rate schedule start fresh, and ``encoder_weights`` is then not used. ``batch_size`` is the
+    learning-rate schedule start fresh, and ``encoder_weights`` is then not used. With ``model.context_slices: 3``
+    (the 2.5-D input) ``init_model`` may also be a 2-D model of otherwise equal architecture: the run then starts
+    from its warm start (:func:`ctdenoise.model.context_model_from_2d`), which computes exactly what that model
+    computes on the centre slice, and validation feeds each slice's neighbours. ``batch_size`` is the
     global batch: with torchrun each of N processes draws ``batch_size / N`` crops. ``precision``: ``bf16``
     runs the forward pass under bfloat16 autocast (the loss, weights and optimizer stay fp32). ``num_threads``:
     CPU threads per process (None: torch's default).
@@ -276,6 +279,11 @@ class TrainConfig:
             self.init_model is None or self.architecture == "clipdenoiser",
             "init_model",
             "applies to the clipdenoiser architecture only",
+        )
+        _require(
+            self.model.context_slices == 1 or self.architecture == "clipdenoiser",
+            "model.context_slices",
+            "the 2.5-D input applies to the clipdenoiser architecture only (RED-CNN takes one slice)",
         )
         _require(
             self.validation.every == 0 or bool(self.data.validation),

@@ -43,11 +43,17 @@ class SeriesSplit:
 
 @dataclass(frozen=True)
 class CTSlice:
-    """One axial slice in HU (float32, (rows, cols)) with its in-plane spacing in mm and its origin."""
+    """One axial slice in HU (float32, (rows, cols)) with its in-plane spacing in mm and its origin.
+
+    ``series`` (the series key) and ``index`` (the slice's place in that series' volume) say which slices are its
+    neighbours (:func:`context_neighbours`); a slice with ``series`` None has none known (it is its own).
+    """
 
     hu: np.ndarray
     spacing_mm: tuple[float, float]
     source: str
+    series: str | None = None
+    index: int = 0
 
 
 def discover_series(config: DataConfig) -> list[NamedSeries]:
@@ -98,8 +104,36 @@ def load_slices(series: tuple[NamedSeries, ...] | list[NamedSeries]) -> list[CTS
         volume = read_volume(item.ref)
         spacing = (float(volume.spacing[1]), float(volume.spacing[2]))
         for index, hu in enumerate(volume.hu):
-            slices.append(CTSlice(np.ascontiguousarray(hu, dtype=np.float32), spacing, f"{item.ref.key}[{index}]"))
+            slices.append(CTSlice(np.ascontiguousarray(hu, dtype=np.float32), spacing, f"{item.ref.key}[{index}]",
+                                  series=item.ref.key, index=index))
     return slices
+
+
+def context_neighbours(slices: list[CTSlice], context_slices: int) -> list[tuple[int, ...]]:
+    """For each slice of ``slices``, the positions in ``slices`` of the ``context_slices`` slices a 2.5-D model
+    reads for it (``index - context_slices // 2 .. index + context_slices // 2`` of the same series, in that order).
+
+    A neighbour that is not in ``slices`` (beyond the end of its volume, dropped, of another shape, or unknown:
+    ``series`` None) is replaced by the nearest one towards the slice itself, as replicate padding along z does
+    (:func:`ctdenoise.model.context_indices` at inference): an end slice stands in for its missing neighbour.
+    """
+    where: dict[tuple[str | None, int], int] = {
+        (s.series, s.index): position for position, s in enumerate(slices) if s.series is not None
+    }
+    half = context_slices // 2
+    neighbours = []
+    for position, ct_slice in enumerate(slices):
+        row = []
+        for offset in range(-half, half + 1):
+            found = position
+            for step in range(abs(offset), 0, -1):  # the farthest available slice up to ``offset`` away
+                candidate = where.get((ct_slice.series, ct_slice.index + step * (1 if offset > 0 else -1)))
+                if ct_slice.series is not None and candidate is not None and slices[candidate].hu.shape == ct_slice.hu.shape:
+                    found = candidate
+                    break
+            row.append(found)
+        neighbours.append(tuple(row))
+    return neighbours
 
 
 def slices_at_least(slices: list[CTSlice], size: int) -> list[CTSlice]:

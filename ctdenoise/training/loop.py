@@ -17,6 +17,7 @@ uninterrupted one would (bit for bit on the same machine and thread count).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from ctdenoise.errors import ConfigError, OutputError
 from ctdenoise.model import (
     REDCNN,
     CLIPDenoiser,
+    context_model_from_2d,
     count_parameters,
     encoder_weights_sha256,
     load_checkpoint,
@@ -116,10 +118,11 @@ class _Run:
         started = time.monotonic()
         split = split_series(config.data)
         train_slices = slices_at_least(load_slices(split.train), config.crop_size)
-        sampler = PairSampler(train_slices, config.noise, config.crop_size, config.augment, config.seed)
+        context = config.model.context_slices if config.architecture == "clipdenoiser" else 1
+        sampler = PairSampler(train_slices, config.noise, config.crop_size, config.augment, config.seed, context)
         validation_set = None
         if config.validation.every and runtime.is_main:
-            validation_set = build_validation_set(load_slices(split.validation), config.validation)
+            validation_set = build_validation_set(load_slices(split.validation), config.validation, context)
         model, encoder_record = self._model()
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
@@ -248,10 +251,18 @@ class _Run:
     def _start_from_model(self, model: CLIPDenoiser, directory: Path) -> dict[str, Any]:
         """Copy every weight of the model folder ``directory`` into ``model``; the record says where they came from.
 
+        A 2-D model folder starts a 2.5-D ``model`` of otherwise the same architecture through its warm start
+        (:func:`ctdenoise.model.context_model_from_2d`: the same outputs on the centre slice at iteration 0).
+
         The encoder's provenance (random initialisation or the CLIP weights it started from) is carried over,
         so a fine-tuned model is labelled as its starting model was. ConfigError if the architectures differ.
         """
         start = load_checkpoint(directory)
+        warm_start = (isinstance(start, CLIPDenoiser) and start.config.context_slices == 1
+                      and model.config.context_slices > 1
+                      and start.config == dataclasses.replace(model.config, context_slices=1))
+        if warm_start and isinstance(start, CLIPDenoiser):
+            start = context_model_from_2d(start, model.config.context_slices)
         if not isinstance(start, CLIPDenoiser) or start.config != model.config:
             held = start.config.to_dict() if isinstance(start, CLIPDenoiser) else f"a {type(start).__name__}"
             raise ConfigError(
@@ -263,6 +274,7 @@ class _Run:
         started_from = read_checkpoint_config(directory)
         return {
             "kind": "init_model",
+            **({"warm_start": f"2-D to {model.config.context_slices} slices (context_model_from_2d)"} if warm_start else {}),
             "init_model": str(directory),
             "init_model_tensors_sha256": started_from["tensors"]["sha256"],
             "init_model_encoder_weights": started_from.get("training_summary", {}).get("encoder_weights"),

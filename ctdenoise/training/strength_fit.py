@@ -2,7 +2,8 @@
 
 :func:`fit_strength` builds the validation set of a training recipe exactly as training does (same slices, crops,
 noise levels and seeds; :func:`ctdenoise.training.validation.build_validation_set`; never the test slices), runs
-the model once per input, blends its output with the input at each strength
+the model once per input (a 2.5-D model with the input's neighbours, :meth:`ValidationSet.model_input`), blends
+its output with the (centre) input at each strength
 (:func:`ctdenoise.runtime.denoise.blend_strength`) and scores every level under the recipe's protocols, plus the
 body RMSE. The selection score of each strength is the recipe's rule
 (:func:`ctdenoise.training.validation.selection_score`); the strength with the best score is ``best_strength``.
@@ -27,6 +28,7 @@ import torch
 
 from ctdenoise.intensity import unit_to_hu
 from ctdenoise.metrics import body_rmse_hu, compute_metrics
+from ctdenoise.model.context import context_slices_of
 from ctdenoise.noise_estimate import noise_hu_local_std_mode
 from ctdenoise.registry import load_model, recorded_tensors_sha256, resolve_model_dir
 from ctdenoise.runtime.denoise import blend_strength
@@ -90,14 +92,15 @@ def fit_strength(config_path: Path, model_spec: str, strengths: list[float]) -> 
     strengths = sorted(set(strengths))
     config = load_train_config(config_path)
     protocols = tuple(config.validation.protocols)
-    data = build_validation_set(load_slices(split_series(config.data).validation), config.validation)
     model = load_model(model_spec).eval()
+    data = build_validation_set(load_slices(split_series(config.data).validation), config.validation,
+                                context_slices_of(model))
     levels: dict[str, dict[str, Any]] = {}
     inputs_hu, outputs_hu = {}, {}
     by_strength: dict[float, dict[str, Any]] = {s: {} for s in strengths}
     for label, inputs in data.noisy.items():
         noisy_hu = [unit_to_hu(x.numpy()) for x in inputs]
-        outputs = [unit_to_hu(model(x[None, None])[0, 0].float().numpy()) for x in inputs]
+        outputs = [unit_to_hu(model(data.model_input(label, i, model))[0, 0].float().numpy()) for i in range(len(inputs))]
         inputs_hu[label], outputs_hu[label] = noisy_hu, outputs
         levels[label] = {"input_noise_hu": noise_hu_local_std_mode(np.stack(noisy_hu)),
                          "slice_noise_hu": [noise_hu_local_std_mode(n) for n in noisy_hu]}

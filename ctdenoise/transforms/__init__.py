@@ -18,7 +18,9 @@
 Axis convention: ``LoadImage`` returns arrays indexed (x, y, z) for NIfTI, NRRD and DICOM, so after
 ``EnsureChannelFirst`` an axial slice is ``img[:, :, :, k]`` and ``spatial_dim=2`` (the default)
 selects axial slices. ``monai.inferers.SliceInferer(roi_size=(-1, -1), spatial_dim=2)`` uses the
-same convention with the model itself as the network (on model-range input).
+same convention with the model itself as the network (on model-range input), for a 2-D model only: it hands the
+network one slice at a time, which a 2.5-D model (``context_slices`` 3) refuses (ModelError naming the expected
+(B, 3, H, W) input); :class:`DenoiseSlices` gives a 2.5-D model each slice's neighbours.
 """
 
 from ctdenoise.transforms.array import (
