@@ -1,7 +1,8 @@
 """Evaluation figures (matplotlib, Agg backend: no display needed).
 
 * :func:`slice_panel`: low-dose input, each method's output and the normal-dose reference in a
-  diagnostic window (top row), and each image minus the reference (bottom row, +-``diff_hu`` HU).
+  diagnostic window (top row), and each image minus the reference (bottom row, +-``diff_hu`` HU; blank where the
+  reference is below ``HU_MIN``, i.e. outside the scanner's field of view, where the metrics do not look either).
 * :func:`metric_boxplot`: per-method box plots of PSNR and SSIM of every slice, under one protocol.
 * :func:`sweep_plot`: mean PSNR against dose fraction (physics simulation) and against Gaussian sigma.
 """
@@ -17,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ctdenoise.intensity import Window
+from ctdenoise.intensity import HU_MIN, Window
 
 
 def slice_panel(
@@ -32,7 +33,8 @@ def slice_panel(
     """Save a 2-row panel: ``images`` (name -> HU slice, input first) and the reference, then differences.
 
     ``captions`` adds a line (e.g. PSNR/SSIM) under each image's name; ``diff_hu`` (default: a quarter
-    of the window width) is the HU range of the difference colour map.
+    of the window width) is the HU range of the difference colour map. Differences are left blank where the
+    reference holds no CT data (:func:`difference_map`).
     """
     diff_hu = diff_hu if diff_hu is not None else window.width / 4.0
     columns = len(images) + 1
@@ -47,7 +49,7 @@ def slice_panel(
         if name == "reference":
             bottom.axis("off")
         else:
-            shown = bottom.imshow(image - reference, cmap="coolwarm", vmin=-diff_hu, vmax=diff_hu)
+            shown = bottom.imshow(difference_map(image, reference), cmap="coolwarm", vmin=-diff_hu, vmax=diff_hu)
             bottom.set_title(f"{name} - reference", fontsize=8)
         for axis in (top, bottom):
             axis.set_xticks([])
@@ -56,6 +58,13 @@ def slice_panel(
         fig.colorbar(shown, ax=axes[1, -1], location="left", fraction=0.5, label="difference (HU)")
     fig.suptitle(f"{title}  (window C{window.center:g}/W{window.width:g} HU)", fontsize=9)
     return _save(fig, path)
+
+
+def difference_map(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``image - reference`` in HU, NaN (drawn blank) where the reference is below ``HU_MIN`` (-1024 HU): such voxels
+    (-2000 or -3024 outside the field of view of many scanners, not declared as padding) hold no CT data, and a
+    model's output there is clipped to its range, which would paint the outside of the field of view."""
+    return np.where(reference < HU_MIN, np.nan, image.astype(np.float64) - reference)
 
 
 def metric_boxplot(values: dict[str, dict[str, list[float]]], protocol: str, path: Path) -> Path:
