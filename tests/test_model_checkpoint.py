@@ -253,10 +253,19 @@ def test_an_unknown_architecture_or_setting_names_the_config(tmp_path: Path, arc
     assert str(folder / "config.json") in str(info.value)
 
 
-def test_the_shipped_default_still_loads_as_a_clipdenoiser() -> None:
+def test_the_shipped_default_and_a_folder_written_by_0_1_load_as_a_clipdenoiser(tmp_path: Path) -> None:
+    import shutil
+
     from ctdenoise.model import read_checkpoint_config
     from ctdenoise.registry import resolve_model_dir
 
     directory = resolve_model_dir("default")
-    assert read_checkpoint_config(directory)["architecture"]["name"] == "CLIPDenoiser"  # as shipped, unchanged
     assert isinstance(load_checkpoint(directory), CLIPDenoiser)
+    # ctdenoise 0.1 wrote the architecture as "CLIPDenoiser" (the v5 default, adapted models); such folders still load.
+    old = tmp_path / "written_by_0_1"
+    shutil.copytree(directory, old)
+    config = json.loads((old / "config.json").read_text())
+    config["architecture"]["name"] = "CLIPDenoiser"
+    (old / "config.json").write_text(json.dumps(config))
+    assert read_checkpoint_config(old)["architecture"]["name"] == "CLIPDenoiser"
+    assert isinstance(load_checkpoint(old), CLIPDenoiser)
