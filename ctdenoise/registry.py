@@ -122,7 +122,9 @@ def model_description(model: object, label: str) -> str:
     2.5-D model (3 slices in) LABEL (...)"`` (a derived image then depends on its neighbouring slices too)."""
     if encoder_provenance(model) == "not recorded":
         return f"model {label}"
-    context = int(getattr(getattr(model, "config", None), "context_slices", 1))
+    from ctdenoise.model.context import context_slices_of  # torch; the model is loaded already
+
+    context = context_slices_of(model)  # type: ignore[arg-type]
     kind = "model" if context == 1 else f"2.5-D model ({context} slices in)"
     return f"CLIPDenoising-architecture {kind} {label} (encoder: {encoder_provenance(model)})"
 

@@ -4,9 +4,10 @@ a 2-D one.
 A model with ``context_slices`` S > 1 denoises slice i of a volume from the slices ``i - S//2 .. i + S//2`` (for S = 3:
 below, centre, above), stacked along the channel axis in that order; the output is slice i. At the ends of a volume
 the missing neighbours are the end slice itself (replicate padding along z), so a volume of one slice gives the model
-that slice S times. :func:`context_indices` is the one place this rule is written; inference
-(:func:`ctdenoise.runtime.denoise.denoise_hu`), training (:class:`ctdenoise.training.pairs.PairSampler`) and
-validation use it.
+that slice S times. :func:`context_indices` writes this rule for a whole volume, as inference
+(:func:`ctdenoise.runtime.denoise.denoise_hu`) uses it; training and validation hold a list of loaded slices from
+many series, and :func:`ctdenoise.training.data.context_neighbours` applies the same rule there (also to a slice
+whose neighbour is missing from the list).
 
 :func:`context_model_from_2d` is the warm start: the 2-D model's input convolution goes to the centre slice's input
 columns, zeros to the neighbours', every other tensor is copied, so the new model's output equals the 2-D model's
